@@ -1,0 +1,131 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+)
+
+// Sentinel errors callers may test with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrMismatch = errors.New("content does not match its descriptor")
+)
+
+// Store is an OCI image layout on local disk, safe for concurrent use by
+// goroutines and by other processes opening the same directory.
+type Store struct {
+	dir   string
+	gc    *lockFile
+	index *lockFile
+}
+
+// Open opens the store in dir, creating an empty layout when dir does not
+// hold one. The Store holds a shared lock until Close, which keeps Prune of
+// other processes from sweeping blobs this one is about to reference.
+func Open(ctx context.Context, dir string) (*Store, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	for _, d := range []string{filepath.Join(dir, "blobs"), filepath.Join(dir, ".imgtool", "ingest")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", dir, err)
+		}
+	}
+	s := &Store{dir: dir}
+	if s.gc, err = openLock(filepath.Join(dir, ".imgtool", "gc.lock")); err != nil {
+		return nil, err
+	}
+	if s.index, err = openLock(filepath.Join(dir, ".imgtool", "index.lock")); err != nil {
+		s.gc.close()
+		return nil, err
+	}
+	if err := s.gc.lock(ctx, unix.LOCK_SH); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.initLayout(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Dir returns the absolute directory of the layout.
+func (s *Store) Dir() string { return s.dir }
+
+// Close releases the store's locks.
+func (s *Store) Close() error {
+	return errors.Join(s.gc.close(), s.index.close())
+}
+
+// initLayout writes oci-layout and an empty index.json when missing, under
+// the index lock so that two first opens do not race.
+func (s *Store) initLayout(ctx context.Context) error {
+	if err := s.index.lock(ctx, unix.LOCK_EX); err != nil {
+		return err
+	}
+	defer s.index.unlock()
+	layout := filepath.Join(s.dir, ocispec.ImageLayoutFile)
+	if _, err := os.Stat(layout); errors.Is(err, os.ErrNotExist) {
+		raw, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
+		if err := writeFileAtomic(layout, raw); err != nil {
+			return fmt.Errorf("init store %s: %w", s.dir, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("init store %s: %w", s.dir, err)
+	}
+	if _, err := os.Stat(s.indexPath()); errors.Is(err, os.ErrNotExist) {
+		return s.writeIndex(emptyIndex())
+	} else if err != nil {
+		return fmt.Errorf("init store %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to a temporary file beside path, syncs it and
+// renames it over path, so readers see the old content or the new, never a
+// mix.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op once renamed
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
