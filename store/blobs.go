@@ -77,6 +77,9 @@ func (s *Store) Stat(_ context.Context, d digest.Digest) (int64, error) {
 
 // Delete removes a blob. Deleting a missing blob is not an error.
 func (s *Store) Delete(_ context.Context, d digest.Digest) error {
+	if s.readOnly {
+		return fmt.Errorf("delete blob %s: %w", d, errReadOnly)
+	}
 	p, err := s.blobPath(d)
 	if err != nil {
 		return err
@@ -124,6 +127,9 @@ func (s *Store) Walk(ctx context.Context, fn func(digest.Digest, int64) error) e
 // Writer implements Blobs. The ingest is hashed with sha256 as it is
 // written; Commit rehashes only for other algorithms.
 func (s *Store) Writer(_ context.Context) (Writer, error) {
+	if s.readOnly {
+		return nil, fmt.Errorf("start blob write in %s: %w", s.dir, errReadOnly)
+	}
 	f, err := os.CreateTemp(filepath.Join(s.dir, ".imgtool", "ingest"), "blob-*")
 	if err != nil {
 		return nil, fmt.Errorf("start blob write: %w", err)

@@ -50,6 +50,9 @@ func (s *Store) writeIndex(idx ocispec.Index) error {
 // updateIndex applies fn to index.json under the exclusive index lock.
 // When fn fails, index.json is left as it was.
 func (s *Store) updateIndex(ctx context.Context, fn func(*ocispec.Index) error) error {
+	if s.readOnly {
+		return fmt.Errorf("update index of %s: %w", s.dir, errReadOnly)
+	}
 	if err := s.index.lock(ctx, unix.LOCK_EX); err != nil {
 		return err
 	}

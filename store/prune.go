@@ -22,6 +22,9 @@ type PruneReport struct {
 // (they hold gc.lock shared), because a blob committed by a pull in
 // progress is unreferenced until that pull names its image.
 func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
+	if s.readOnly {
+		return PruneReport{}, fmt.Errorf("prune %s: %w", s.dir, errReadOnly)
+	}
 	// Converting our shared lock to exclusive is not atomic in flock(2), but
 	// nothing we hold depends on it: we re-read the index under the lock.
 	if err := s.gc.lock(ctx, unix.LOCK_EX); err != nil {

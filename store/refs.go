@@ -67,6 +67,11 @@ func (s *Store) Resolve(ctx context.Context, ref string) (Image, error) {
 	if err != nil {
 		return Image{}, err
 	}
+	for _, im := range images {
+		if im.Name == ref {
+			return im, nil
+		}
+	}
 	if full, err := NormalizeRef(ref); err == nil {
 		for _, im := range images {
 			if im.Name == full {
@@ -108,6 +113,12 @@ func (s *Store) Set(ctx context.Context, ref string, d ocispec.Descriptor) error
 		}
 		ref = full
 	}
+	return s.SetName(ctx, ref, d)
+}
+
+// SetName is Set without normalizing the name, for layouts that other
+// tools read, where the OCI convention names images by bare tags ("1.0").
+func (s *Store) SetName(ctx context.Context, ref string, d ocispec.Descriptor) error {
 	if _, err := s.Stat(ctx, d.Digest); err != nil {
 		return fmt.Errorf("tag %s: %w", d.Digest, err)
 	}

@@ -21,10 +21,13 @@ var (
 // Store is an OCI image layout on local disk, safe for concurrent use by
 // goroutines and by other processes opening the same directory.
 type Store struct {
-	dir   string
-	gc    *lockFile
-	index *lockFile
+	dir      string
+	readOnly bool
+	gc       *lockFile
+	index    *lockFile
 }
+
+var errReadOnly = errors.New("layout opened read-only")
 
 // Open opens the store in dir, creating an empty layout when dir does not
 // hold one. The Store holds a shared lock until Close, which keeps Prune of
@@ -58,11 +61,32 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	return s, nil
 }
 
+// OpenReadOnly opens an existing OCI image layout in dir (written by imgtool
+// or any other tool) for reading only: it creates nothing and takes no lock.
+func OpenReadOnly(dir string) (*Store, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open layout %s: %w", dir, err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, ocispec.ImageLayoutFile))
+	if err != nil {
+		return nil, fmt.Errorf("open layout %s: not an OCI image layout: %w", dir, err)
+	}
+	var l ocispec.ImageLayout
+	if err := json.Unmarshal(raw, &l); err != nil || l.Version == "" {
+		return nil, fmt.Errorf("open layout %s: malformed %s", dir, ocispec.ImageLayoutFile)
+	}
+	return &Store{dir: dir, readOnly: true}, nil
+}
+
 // Dir returns the absolute directory of the layout.
 func (s *Store) Dir() string { return s.dir }
 
 // Close releases the store's locks.
 func (s *Store) Close() error {
+	if s.readOnly {
+		return nil
+	}
 	return errors.Join(s.gc.close(), s.index.close())
 }
 
