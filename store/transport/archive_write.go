@@ -107,7 +107,7 @@ func (a *archiveDest) Tag(_ context.Context, ref string, d ocispec.Descriptor, r
 			return fmt.Errorf("write %s: %w", a.loc, err)
 		}
 		entry.Annotations = map[string]string{
-			annotationImageName:      store.Canonical(parsed),
+			annotationImageName:       store.Canonical(parsed),
 			ocispec.AnnotationRefName: parsed.Identifier(),
 		}
 	}

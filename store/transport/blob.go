@@ -21,8 +21,10 @@ type blobLayer struct {
 	opened atomic.Bool
 }
 
-func (l *blobLayer) Digest() (v1.Hash, error)            { return v1.NewHash(l.d.Digest.String()) }
-func (l *blobLayer) DiffID() (v1.Hash, error)            { return v1.Hash{}, errors.New("blob layer: diffID unknown") }
+func (l *blobLayer) Digest() (v1.Hash, error) { return v1.NewHash(l.d.Digest.String()) }
+func (l *blobLayer) DiffID() (v1.Hash, error) {
+	return v1.Hash{}, errors.New("blob layer: diffID unknown")
+}
 func (l *blobLayer) Size() (int64, error)                { return l.d.Size, nil }
 func (l *blobLayer) MediaType() (types.MediaType, error) { return types.MediaType(l.d.MediaType), nil }
 func (l *blobLayer) Uncompressed() (io.ReadCloser, error) {

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -193,6 +194,10 @@ func (c copier) blob(ctx context.Context, b ocispec.Descriptor) error {
 		}
 		return countingReader{ReadCloser: rc, p: p}, nil
 	})
+	if errors.Is(err, ErrExists) {
+		p.Skipped("exists")
+		return nil
+	}
 	p.Done(err)
 	return err
 }

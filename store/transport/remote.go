@@ -218,5 +218,5 @@ type rawManifest struct {
 	mt  string
 }
 
-func (m rawManifest) RawManifest() ([]byte, error)          { return m.raw, nil }
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
 func (m rawManifest) MediaType() (types.MediaType, error) { return types.MediaType(m.mt), nil }

@@ -1,0 +1,34 @@
+# imgtool — see README.md.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+BIN      := bin/imgtool
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@latest
+
+.PHONY: build test bench lint demo deps clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/imgtool
+
+# deps installs what the tests need when run as root, and says what to
+# install otherwise.
+deps:
+	@sh scripts/deps.sh
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+bench: build
+	bash bench/transfer.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+demo: build
+	bash scripts/demo.sh
+
+clean:
+	rm -rf bin
