@@ -25,7 +25,7 @@ type Image struct {
 func NormalizeRef(s string) (string, error) {
 	ref, err := name.ParseReference(s)
 	if err != nil {
-		return "", fmt.Errorf("parse reference %q: %w", s, err)
+		return "", fmt.Errorf("parse reference %q: %w (want [REGISTRY/]REPOSITORY[:TAG|@DIGEST], in lower case)", s, err)
 	}
 	return Canonical(ref), nil
 }

@@ -45,7 +45,7 @@ func (o RemoteOptions) parse(ref string) (name.Reference, error) {
 	}
 	r, err := name.ParseReference(ref, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("parse reference %q: %w", ref, err)
+		return nil, fmt.Errorf("parse reference %q: %w (want [REGISTRY/]REPOSITORY[:TAG|@DIGEST], in lower case)", ref, err)
 	}
 	return r, nil
 }
