@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/imgtool
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@latest
 
-.PHONY: build test bench lint demo deps clean
+.PHONY: build test bench lint demo deps fuzz clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/imgtool
@@ -21,6 +21,13 @@ test: deps
 
 bench: build
 	bash bench/transfer.sh
+
+# fuzz runs each fuzzer for FUZZTIME (the seeds also run in make test).
+# Minimizing the archive fuzzer's finds is slow, hence the short bound.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./manifest -run '^$$' -fuzz FuzzChildren -fuzztime $(FUZZTIME)
+	$(GO) test ./store/transport -run '^$$' -fuzz FuzzArchive -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi

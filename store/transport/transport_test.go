@@ -36,7 +36,7 @@ type testRegistry struct {
 	fault    func(w http.ResponseWriter, r *http.Request) bool
 }
 
-func newRegistry(t *testing.T) *testRegistry {
+func newRegistry(t testing.TB) *testRegistry {
 	t.Helper()
 	tr := &testRegistry{}
 	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
@@ -75,9 +75,14 @@ func (r *testRegistry) setFault(f func(w http.ResponseWriter, r *http.Request) b
 	r.mu.Unlock()
 }
 
-func pushRandom(t *testing.T, ref string, layers int) v1.Image {
+func pushRandom(t testing.TB, ref string, layers int) v1.Image {
 	t.Helper()
-	img, err := random.Image(64<<10, int64(layers))
+	return pushRandomSize(t, ref, 64<<10, layers)
+}
+
+func pushRandomSize(t testing.TB, ref string, size int64, layers int) v1.Image {
+	t.Helper()
+	img, err := random.Image(size, int64(layers))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +92,7 @@ func pushRandom(t *testing.T, ref string, layers int) v1.Image {
 	return img
 }
 
-func mustRef(t *testing.T, s string) name.Reference {
+func mustRef(t testing.TB, s string) name.Reference {
 	t.Helper()
 	r, err := name.ParseReference(s)
 	if err != nil {
@@ -107,7 +112,7 @@ func openStore(t *testing.T) *store.Store {
 }
 
 // copyOne opens src and dst and copies the one image src offers.
-func copyOne(t *testing.T, s *store.Store, src, dst transport.Location, destName string, opts transport.Options) (ocispec.Descriptor, error) {
+func copyOne(t testing.TB, s *store.Store, src, dst transport.Location, destName string, opts transport.Options) (ocispec.Descriptor, error) {
 	t.Helper()
 	ctx := context.Background()
 	env := transport.Env{Store: s}
