@@ -31,10 +31,12 @@ func IsManifestOrIndex(mt string) bool { return IsIndex(mt) || IsManifest(mt) }
 // not pushed to registries (Windows foreign layers and their OCI spelling).
 func IsNonDistributable(mt string) bool {
 	switch mt {
+	// image-spec deprecated the OCI spellings, but images carrying them
+	// are still served, so they are spelled out here.
 	case DockerLayerForeign,
-		ocispec.MediaTypeImageLayerNonDistributable,     //nolint:staticcheck // still found in the wild
-		ocispec.MediaTypeImageLayerNonDistributableGzip, //nolint:staticcheck
-		ocispec.MediaTypeImageLayerNonDistributableZstd: //nolint:staticcheck
+		"application/vnd.oci.image.layer.nondistributable.v1.tar",
+		"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+		"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd":
 		return true
 	}
 	return false

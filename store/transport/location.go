@@ -67,7 +67,7 @@ func ParseLocation(s string, plain Kind) (Location, error) {
 		// contain colons (registry ports, tags), paths seldom do.
 		path, ref, _ := strings.Cut(rest, ":")
 		if path == "" {
-			return Location{}, fmt.Errorf("parse location %q: missing path after %s:", s, k)
+			return Location{}, fmt.Errorf("parse location %q: missing path after %q", s, k.String()+":")
 		}
 		return Location{Kind: k, Path: path, Ref: ref}, nil
 	}
