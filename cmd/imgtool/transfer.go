@@ -105,7 +105,12 @@ func (o *globalOptions) transfer(ctx context.Context, cmd *cobra.Command, j tran
 
 func displayRef(n string, dst transport.Location) string {
 	if n == "" {
-		n = "<none>"
+		return "<none>"
+	}
+	if dst.Kind == transport.Store {
+		if full, err := store.NormalizeRef(n); err == nil {
+			return full
+		}
 	}
 	if dst.Kind == transport.Store || dst.Kind == transport.Registry {
 		return n

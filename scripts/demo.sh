@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# make demo: the main job on built-in defaults. Makes a small image from
+# testdata/hello, pushes it to a registry on 127.0.0.1, pulls it back into
+# a fresh store and lists it. Everything happens under a temporary
+# directory that is removed at the end; the registry is stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+W=$(mktemp -d)
+reg_pid=""
+cleanup() {
+	[ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+	rm -rf "$W"
+}
+trap cleanup EXIT
+IMGTOOL=$PWD/bin/imgtool
+go build -o "$W/mkimage" ./internal/cmd/mkimage
+go build -o "$W/devregistry" ./internal/cmd/devregistry
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; "$@"; }
+
+# Until `imgtool registry serve` exists (issue 7), go-containerregistry's
+# registry stands in.
+"$W/devregistry" -dir "$W/registry" >"$W/addr" &
+reg_pid=$!
+for _ in $(seq 100); do [ -s "$W/addr" ] && break; sleep 0.05; done
+REG=$(head -1 "$W/addr")
+echo "registry listening on $REG" >&2
+
+"$W/mkimage" -dir "$W/layout" -ref demo -from testdata/hello >/dev/null
+export IMGTOOL_ROOT=$W/root
+step "$IMGTOOL" pull oci:"$W/layout":demo
+step "$IMGTOOL" tag docker.io/library/demo:latest "$REG/demo/hello:1"
+step "$IMGTOOL" push "$REG/demo/hello:1"
+step "$IMGTOOL" --root "$W/fresh" pull "$REG/demo/hello:1"
+step "$IMGTOOL" --root "$W/fresh" images
+step "$IMGTOOL" --root "$W/fresh" save -o "$W/hello.tar" "$REG/demo/hello:1"
+echo "demo done: the image went to $REG and back, and into a docker archive" >&2
