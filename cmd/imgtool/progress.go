@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imgtool/imgtool/store/transport"
@@ -21,7 +22,8 @@ func progressMode(mode string, w *os.File) string {
 	if mode != "auto" {
 		return mode
 	}
-	if term.IsTerminal(int(w.Fd())) && os.Getenv("TERM") != "dumb" && os.Getenv("NO_COLOR") == "" {
+	// A pseudo-terminal without a size (script(1) in CI) cannot hold bars.
+	if cols, _, err := term.GetSize(int(w.Fd())); err == nil && cols > 0 && os.Getenv("TERM") != "dumb" && os.Getenv("NO_COLOR") == "" {
 		return "tty"
 	}
 	return "plain"
@@ -101,33 +103,62 @@ func (b *lineBlob) Done(err error) {
 		el.Round(time.Millisecond), humanSize(int64(float64(b.d.Size)/max(el.Seconds(), 1e-3))))
 }
 
-// barDisplay draws a bar per blob with bytes and rate.
+// barDisplay draws a bar per blob with bytes and rate. A bar appears when
+// the blob's first bytes move; skipped blobs get a line above the bars.
 type barDisplay struct{ p *mpb.Progress }
 
 func (d *barDisplay) Blob(desc ocispec.Descriptor) transport.BlobProgress {
-	bar := d.p.AddBar(desc.Size,
-		mpb.PrependDecorators(decor.Name(shortDigest(desc.Digest.String()), decor.WC{C: decor.DindentRight | decor.DextraSpace})),
-		mpb.AppendDecorators(
-			decor.OnAbort(decor.OnComplete(decor.CountersKibiByte("% .1f / % .1f"), "done"), "exists"),
-			decor.Name(" "),
-			decor.OnAbort(decor.OnComplete(decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), ""), ""),
-		),
-	)
-	return &barBlob{bar: bar}
+	return &barBlob{p: d.p, d: desc}
 }
 
 func (d *barDisplay) Wait() { d.p.Wait() }
 
-type barBlob struct{ bar *mpb.Bar }
+type barBlob struct {
+	p       *mpb.Progress
+	d       ocispec.Descriptor
+	once    sync.Once
+	bar     *mpb.Bar
+	skipped atomic.Value // reason, once skipped
+}
 
-func (b *barBlob) Skipped(string) { b.bar.Abort(false) }
-func (b *barBlob) Add(n int64)    { b.bar.IncrInt64(n) }
+func (b *barBlob) start() *mpb.Bar {
+	b.once.Do(func() {
+		b.bar = b.p.AddBar(b.d.Size,
+			mpb.PrependDecorators(decor.Name(shortDigest(b.d.Digest.String()), decor.WC{C: decor.DindentRight | decor.DextraSpace})),
+			mpb.AppendDecorators(decor.Any(b.status), decor.Name(" "),
+				decor.OnAbort(decor.OnComplete(decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), ""), "")),
+		)
+	})
+	return b.bar
+}
+
+func (b *barBlob) status(s decor.Statistics) string {
+	switch {
+	case b.skipped.Load() != nil:
+		return b.skipped.Load().(string) + " " + humanSize(s.Total)
+	case s.Aborted:
+		return "failed"
+	case s.Completed:
+		return "done " + humanSize(s.Total)
+	}
+	return humanSize(s.Current) + " / " + humanSize(s.Total)
+}
+
+// Skipped shows the blob as a finished bar that says why it moved nothing.
+func (b *barBlob) Skipped(reason string) {
+	b.skipped.Store(reason)
+	b.start().Abort(false)
+}
+
+func (b *barBlob) Add(n int64) { b.start().IncrInt64(n) }
+
 func (b *barBlob) Done(err error) {
+	bar := b.start()
 	if err != nil {
-		b.bar.Abort(false)
+		bar.Abort(false)
 		return
 	}
-	b.bar.SetTotal(-1, true)
+	bar.SetTotal(-1, true)
 }
 
 func shortDigest(d string) string {
