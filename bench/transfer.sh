@@ -5,14 +5,18 @@
 #
 #   bash bench/transfer.sh                  # 8 layers x 128 MiB (1 GiB)
 #   LAYERS=2 LAYER_SIZE=16777216 bash bench/transfer.sh
+#   REGISTRY=ggcr bash bench/transfer.sh    # go-containerregistry's registry
+#                                           # instead of distribution's
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LAYERS=${LAYERS:-8}
 LAYER_SIZE=${LAYER_SIZE:-134217728}
+REGISTRY=${REGISTRY:-distribution}
 
 need=""
 command -v skopeo >/dev/null || need="$need skopeo"
 [ -x /usr/bin/time ] || need="$need time"
+[ "$REGISTRY" = distribution ] && ! command -v docker-registry >/dev/null && need="$need docker-registry"
 if [ -n "$need" ]; then
 	if [ "$(id -u)" = 0 ]; then
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
@@ -36,17 +40,39 @@ go build -o "$W/mkimage" ./internal/cmd/mkimage
 go build -o "$W/devregistry" ./internal/cmd/devregistry
 IMGTOOL=$PWD/bin/imgtool
 
-# start_registry prints the address of a fresh registry with its own disk,
-# so that no blob is already there for either tool.
+# start_registry starts a fresh registry with its own disk, so that no
+# blob is already there for either tool, and sets REG to its address. (Not
+# called in $(...): the PID must be recorded in this shell for cleanup.)
 start_registry() {
 	local dir="$W/reg-$1"
-	"$W/devregistry" -dir "$dir" >"$dir.addr" 2>"$dir.log" &
+	if [ "$REGISTRY" = ggcr ]; then
+		"$W/devregistry" -dir "$dir" >"$dir.addr" 2>"$dir.log" &
+		pids+=($!)
+		for _ in $(seq 100); do
+			[ -s "$dir.addr" ] && break
+			sleep 0.05
+		done
+		REG=$(head -1 "$dir.addr")
+		return
+	fi
+	local port
+	for port in $(seq 15000 15100); do
+		(echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null || break
+	done
+	mkdir -p "$dir"
+	cat >"$dir.yml" <<-YML
+		version: 0.1
+		log: {level: error}
+		storage: {filesystem: {rootdirectory: $dir}, delete: {enabled: true}}
+		http: {addr: 127.0.0.1:$port}
+	YML
+	docker-registry serve "$dir.yml" >"$dir.log" 2>&1 &
 	pids+=($!)
 	for _ in $(seq 100); do
-		[ -s "$dir.addr" ] && break
+		(echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
 		sleep 0.05
 	done
-	head -1 "$dir.addr"
+	REG=127.0.0.1:$port
 }
 
 # measure LABEL CMD...: runs CMD under /usr/bin/time, appends "label secs kib".
@@ -69,10 +95,12 @@ BYTES=$(du -sb "$W/src/blobs" | cut -f1)
 "$IMGTOOL" --root "$W/root" --progress quiet pull oci:"$W/src":localhost/bench:1 >/dev/null
 
 : >"$W/results"
-R1=$(start_registry skopeo)
+start_registry skopeo
+R1=$REG
 forget_skopeo_cache
 measure "push skopeo" skopeo --insecure-policy copy -q --dest-tls-verify=false oci:"$W/src":localhost/bench:1 docker://"$R1"/bench/skopeo:1
-R2=$(start_registry imgtool)
+start_registry imgtool
+R2=$REG
 measure "push imgtool" "$IMGTOOL" --root "$W/root" --progress quiet push localhost/bench:1 "$R2"/bench/imgtool:1
 forget_skopeo_cache
 measure "pull skopeo" skopeo --insecure-policy copy -q --src-tls-verify=false docker://"$R1"/bench/skopeo:1 oci:"$W/skopeo-pull":bench
@@ -90,4 +118,4 @@ END {
       op, r, (r >= 0.9 ? "PASS" : "FAIL"), rss[op,"imgtool"], (rss[op,"imgtool"] < 100 ? "PASS" : "FAIL")
   }
 }' "$W/results" | tee /dev/stderr >/dev/null
-echo "image: $LAYERS layers, $BYTES bytes of blobs" >&2
+echo "image: $LAYERS layers, $BYTES bytes of blobs; registry: $REGISTRY" >&2
