@@ -86,40 +86,40 @@ func newImagesCmd(o *globalOptions) *cobra.Command {
 			if format != "table" && format != "json" {
 				return usageError{fmt.Errorf("--format %q: want table or json", format)}
 			}
-			ctx := cmd.Context()
-			s, err := o.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			list, err := s.List(ctx)
-			if err != nil {
-				return err
-			}
-			rows := make([]imageInfo, 0, len(list))
-			for _, im := range list {
-				rows = append(rows, describe(ctx, s, im))
-			}
-			if format == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "REPOSITORY\tTAG\tDIGEST\tSIZE\tCREATED")
-			for _, r := range rows {
-				dg := r.Digest
-				if !noTrunc {
-					dg = shortDigest(dg)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Repository, r.Tag, dg, humanSize(r.Size), ago(r.Created))
-			}
-			return tw.Flush()
+			return o.withStore(cmd, func(ctx context.Context, s *store.Store) error {
+				return listImages(ctx, cmd, s, format, noTrunc)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "show full digests")
 	return cmd
+}
+
+func listImages(ctx context.Context, cmd *cobra.Command, s *store.Store, format string, noTrunc bool) error {
+	list, err := s.List(ctx)
+	if err != nil {
+		return err
+	}
+	rows := make([]imageInfo, 0, len(list))
+	for _, im := range list {
+		rows = append(rows, describe(ctx, s, im))
+	}
+	if format == "json" {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "REPOSITORY\tTAG\tDIGEST\tSIZE\tCREATED")
+	for _, r := range rows {
+		dg := r.Digest
+		if !noTrunc {
+			dg = shortDigest(dg)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Repository, r.Tag, dg, humanSize(r.Size), ago(r.Created))
+	}
+	return tw.Flush()
 }
 
 // canonicalRepo is the repository part of store.Canonical.
@@ -155,20 +155,16 @@ func newTagCmd(o *globalOptions) *cobra.Command {
 		Example: "  imgtool tag busybox 127.0.0.1:5000/busybox:1",
 		Args:    exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
 			if _, err := store.NormalizeRef(args[1]); err != nil {
 				return usageError{err}
 			}
-			s, err := o.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			im, err := s.Resolve(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			return s.Set(ctx, args[1], im.Descriptor)
+			return o.withStore(cmd, func(ctx context.Context, s *store.Store) error {
+				im, err := s.Resolve(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return s.Set(ctx, args[1], im.Descriptor)
+			})
 		},
 	}
 }
@@ -185,24 +181,20 @@ func newRmiCmd(o *globalOptions) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := o.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			var errs []error
-			for _, ref := range args {
-				removed, err := s.Untag(ctx, ref)
-				if err != nil {
-					errs = append(errs, err)
-					continue
+			return o.withStore(cmd, func(ctx context.Context, s *store.Store) error {
+				var errs []error
+				for _, ref := range args {
+					removed, err := s.Untag(ctx, ref)
+					if err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					for _, r := range removed {
+						fmt.Fprintf(cmd.OutOrStdout(), "Untagged: %s\n", r)
+					}
 				}
-				for _, r := range removed {
-					fmt.Fprintf(cmd.OutOrStdout(), "Untagged: %s\n", r)
-				}
-			}
-			return errors.Join(errs...)
+				return errors.Join(errs...)
+			})
 		},
 	}
 }
@@ -215,18 +207,14 @@ func newPruneCmd(o *globalOptions) *cobra.Command {
 interrupted pulls. It waits for other imgtool processes using the store to finish.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			s, err := o.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			rep, err := s.Prune(ctx)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted %d blobs, reclaimed %s\n", rep.Blobs, humanSize(rep.Bytes))
-			return nil
+			return o.withStore(cmd, func(ctx context.Context, s *store.Store) error {
+				rep, err := s.Prune(ctx)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Deleted %d blobs, reclaimed %s\n", rep.Blobs, humanSize(rep.Bytes))
+				return nil
+			})
 		},
 	}
 }
@@ -237,32 +225,32 @@ func newInspectCmd(o *globalOptions) *cobra.Command {
 		Short: "Print an image's manifest and config as JSON",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := o.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			im, err := s.Resolve(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			raw, err := store.ReadManifest(ctx, s, im.Descriptor)
-			if err != nil {
-				return err
-			}
-			out := struct {
-				Name       string             `json:"name,omitempty"`
-				Descriptor ocispec.Descriptor `json:"descriptor"`
-				Manifest   json.RawMessage    `json:"manifest"`
-				Config     *ocispec.Image     `json:"config,omitempty"`
-			}{Name: im.Name, Descriptor: im.Descriptor, Manifest: raw}
-			if cfg, err := readConfig(ctx, s, im.Descriptor); err == nil {
-				out.Config = &cfg
-			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(out)
+			return o.withStore(cmd, func(ctx context.Context, s *store.Store) error {
+				return inspect(ctx, cmd, s, args[0])
+			})
 		},
 	}
+}
+
+func inspect(ctx context.Context, cmd *cobra.Command, s *store.Store, ref string) error {
+	im, err := s.Resolve(ctx, ref)
+	if err != nil {
+		return err
+	}
+	raw, err := store.ReadManifest(ctx, s, im.Descriptor)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Name       string             `json:"name,omitempty"`
+		Descriptor ocispec.Descriptor `json:"descriptor"`
+		Manifest   json.RawMessage    `json:"manifest"`
+		Config     *ocispec.Image     `json:"config,omitempty"`
+	}{Name: im.Name, Descriptor: im.Descriptor, Manifest: raw}
+	if cfg, err := readConfig(ctx, s, im.Descriptor); err == nil {
+		out.Config = &cfg
+	}
+	enc := json.NewEncoder(cmd.OutOrStdout())
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
 }

@@ -104,6 +104,16 @@ func (o *globalOptions) openStore(ctx context.Context) (*store.Store, error) {
 	return s, nil
 }
 
+// withStore runs fn with the local store open.
+func (o *globalOptions) withStore(cmd *cobra.Command, fn func(context.Context, *store.Store) error) error {
+	s, err := o.openStore(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(cmd.Context(), s)
+}
+
 func (o *globalOptions) env(s *store.Store) transport.Env {
 	return transport.Env{Store: s, Remote: transport.RemoteOptions{Insecure: o.insecure, UserAgent: "imgtool/" + version}}
 }
