@@ -3,8 +3,9 @@
 # otherwise names the command to run.
 set -eu
 need=""
-# skopeo: the interoperability tests read and write archives and layouts with it.
-for pkg in skopeo; do
+# skopeo: the interoperability tests read and write archives and layouts
+# with it. zstd: the layer tests check that the zstd tool decodes layers.
+for pkg in skopeo zstd; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 [ -z "$need" ] && exit 0

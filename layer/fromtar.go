@@ -1,0 +1,102 @@
+package layer
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+)
+
+// Decompress detects the compression of r by its magic bytes (gzip, zstd,
+// or none) and returns the uncompressed stream.
+func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	magic, err := br.Peek(4)
+	if err != nil && err != io.EOF {
+		return nil, "", fmt.Errorf("detect compression: %w", err)
+	}
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		gz, err := pgzip.NewReader(br)
+		if err != nil {
+			return nil, "", fmt.Errorf("read gzip: %w", err)
+		}
+		return gz, Gzip, nil
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(1<<30))
+		if err != nil {
+			return nil, "", fmt.Errorf("read zstd: %w", err)
+		}
+		return zr.IOReadCloser(), Zstd, nil
+	}
+	return io.NopCloser(br), None, nil
+}
+
+// FromTar writes a layer holding what the tar stream r holds (compressed
+// or not), entry by entry in its order: each header is re-encoded as PAX
+// with the same reproducibility rules as Write (no user or group names,
+// whole-second mtimes clamped to the source date epoch), so that a
+// malformed tar fails here rather than in every client that pulls it.
+func FromTar(ctx context.Context, w io.Writer, r io.Reader, o Options) (Desc, error) {
+	in, _, err := Decompress(r)
+	if err != nil {
+		return Desc{}, err
+	}
+	defer in.Close()
+	p, err := newPipeline(w, o)
+	if err != nil {
+		return Desc{}, err
+	}
+	if err := copyTar(ctx, p.tw, tar.NewReader(in), o); err != nil {
+		p.abort()
+		return Desc{}, fmt.Errorf("write layer from tar: %w", err)
+	}
+	d, err := p.finish()
+	if err != nil {
+		return Desc{}, fmt.Errorf("write layer from tar: %w", err)
+	}
+	return d, nil
+}
+
+func copyTar(ctx context.Context, tw *tar.Writer, tr *tar.Reader, o Options) error {
+	copyBuf := make([]byte, 256<<10)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		out := &tar.Header{
+			Typeflag: h.Typeflag, Name: h.Name, Linkname: h.Linkname, Size: h.Size, Mode: h.Mode,
+			Uid: h.Uid, Gid: h.Gid, ModTime: clamp(h.ModTime.Truncate(1e9), o.SourceDateEpoch),
+			Devmajor: h.Devmajor, Devminor: h.Devminor, Format: tar.FormatPAX,
+		}
+		for k, v := range h.PAXRecords {
+			if strings.HasPrefix(k, "SCHILY.xattr.") {
+				if out.PAXRecords == nil {
+					out.PAXRecords = map[string]string{}
+				}
+				out.PAXRecords[k] = v
+			}
+		}
+		if err := tw.WriteHeader(out); err != nil {
+			return fmt.Errorf("%s: %w", h.Name, err)
+		}
+		if h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA { //nolint:staticcheck // old tars still use TypeRegA
+			if _, err := io.CopyBuffer(tw, tr, copyBuf); err != nil {
+				return fmt.Errorf("%s: %w", h.Name, err)
+			}
+		}
+	}
+}

@@ -1,0 +1,162 @@
+package layer
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+)
+
+// Options tune Write.
+type Options struct {
+	// Compression of the blob (zero: Zstd).
+	Compression Compression
+	// Level of compression (zero: the compression's default).
+	Level int
+	// SourceDateEpoch, when set, clamps every mtime to it, as
+	// SOURCE_DATE_EPOCH asks of reproducible builds.
+	SourceDateEpoch *time.Time
+}
+
+// Desc describes a written layer.
+type Desc struct {
+	// Descriptor is the blob's: media type, digest and size.
+	ocispec.Descriptor
+	// DiffID is the digest of the uncompressed tar.
+	DiffID digest.Digest
+}
+
+// Write writes the layer that changes ch make to the tree at root into w,
+// and describes it. The tar, its hash, the compression and the blob's hash
+// happen in one pass; nothing is held in memory beyond a few buffers.
+func Write(ctx context.Context, w io.Writer, root string, ch Changes, o Options) (Desc, error) {
+	p, err := newPipeline(w, o)
+	if err != nil {
+		return Desc{}, err
+	}
+	if err := writeEntries(ctx, p.tw, root, ch, o.SourceDateEpoch); err != nil {
+		p.abort()
+		return Desc{}, fmt.Errorf("write layer from %s: %w", root, err)
+	}
+	d, err := p.finish()
+	if err != nil {
+		return Desc{}, fmt.Errorf("write layer from %s: %w", root, err)
+	}
+	return d, nil
+}
+
+// pipeline is tar → (diffID hash) → compressor → (digest hash, size) → w.
+type pipeline struct {
+	tw       *tar.Writer
+	buf      *bufio.Writer
+	cw       io.WriteCloser
+	mt       string
+	diffHash digest.Digester
+	blobHash digest.Digester
+	blobSize *counter
+}
+
+func newPipeline(w io.Writer, o Options) (*pipeline, error) {
+	if o.Compression == "" {
+		o.Compression = Zstd
+	}
+	p := &pipeline{mt: o.Compression.MediaType(), diffHash: digest.SHA256.Digester(), blobHash: digest.SHA256.Digester(), blobSize: &counter{}}
+	var err error
+	if p.cw, err = compressor(io.MultiWriter(w, p.blobHash.Hash(), p.blobSize), o.Compression, o.Level); err != nil {
+		return nil, err
+	}
+	// Batch the tar's small writes (512-byte headers) before they reach
+	// the hash and the compressor.
+	p.buf = bufio.NewWriterSize(io.MultiWriter(p.cw, p.diffHash.Hash()), 1<<20)
+	p.tw = tar.NewWriter(p.buf)
+	return p, nil
+}
+
+func (p *pipeline) abort() { p.cw.Close() }
+
+func (p *pipeline) finish() (Desc, error) {
+	for _, step := range []func() error{p.tw.Close, p.buf.Flush, p.cw.Close} {
+		if err := step(); err != nil {
+			return Desc{}, err
+		}
+	}
+	return Desc{
+		Descriptor: ocispec.Descriptor{MediaType: p.mt, Digest: p.blobHash.Digest(), Size: p.blobSize.n},
+		DiffID:     p.diffHash.Digest(),
+	}, nil
+}
+
+func writeEntries(ctx context.Context, tw *tar.Writer, root string, ch Changes, epoch *time.Time) error {
+	root = filepath.Clean(root)
+	links := map[devIno]string{}
+	copyBuf := make([]byte, 256<<10)
+	for {
+		c, err := ch.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if c.Kind == Delete {
+			if err := tw.WriteHeader(whiteout(c.Path, false, epoch)); err != nil {
+				return err
+			}
+			continue
+		}
+		h, err := headerFor(root, c.Path, links, epoch)
+		if err != nil {
+			return err
+		}
+		if h == nil {
+			continue
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return fmt.Errorf("%s: %w", c.Path, err)
+		}
+		if h.Typeflag == tar.TypeReg && h.Size > 0 {
+			if err := copyFile(tw, root+"/"+c.Path, h.Size, copyBuf); err != nil {
+				return fmt.Errorf("%s: %w", c.Path, err)
+			}
+		}
+		if c.Kind == Replace && h.Typeflag == tar.TypeDir {
+			if err := tw.WriteHeader(whiteout(c.Path, true, epoch)); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// copyFile copies exactly size bytes of a regular file, refusing to follow
+// a symlink swapped in since it was stat'ed.
+func copyFile(w io.Writer, p string, size int64, buf []byte) error {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	n, err := io.CopyBuffer(w, io.LimitReader(f, size), buf)
+	if err != nil {
+		return err
+	}
+	if n != size {
+		return errors.New("file shrank while it was being read")
+	}
+	return nil
+}
+
+type counter struct{ n int64 }
+
+func (c *counter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
