@@ -2,7 +2,6 @@ package layer
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -57,7 +56,7 @@ func Write(ctx context.Context, w io.Writer, root string, ch Changes, o Options)
 // pipeline is tar → (diffID hash) → compressor → (digest hash, size) → w.
 type pipeline struct {
 	tw       *tar.Writer
-	buf      *bufio.Writer
+	buf      *asyncWriter
 	cw       io.WriteCloser
 	mt       string
 	diffHash digest.Digester
@@ -74,17 +73,20 @@ func newPipeline(w io.Writer, o Options) (*pipeline, error) {
 	if p.cw, err = compressor(io.MultiWriter(w, p.blobHash.Hash(), p.blobSize), o.Compression, o.Level); err != nil {
 		return nil, err
 	}
-	// Batch the tar's small writes (512-byte headers) before they reach
-	// the hash and the compressor.
-	p.buf = bufio.NewWriterSize(io.MultiWriter(p.cw, p.diffHash.Hash()), 1<<20)
+	// Batch the tar's small writes (512-byte headers), and hash and
+	// compress on another goroutine while the next files are read.
+	p.buf = newAsyncWriter(io.MultiWriter(p.cw, p.diffHash.Hash()))
 	p.tw = tar.NewWriter(p.buf)
 	return p, nil
 }
 
-func (p *pipeline) abort() { p.cw.Close() }
+func (p *pipeline) abort() {
+	p.buf.Close()
+	p.cw.Close()
+}
 
 func (p *pipeline) finish() (Desc, error) {
-	for _, step := range []func() error{p.tw.Close, p.buf.Flush, p.cw.Close} {
+	for _, step := range []func() error{p.tw.Close, p.buf.Close, p.cw.Close} {
 		if err := step(); err != nil {
 			return Desc{}, err
 		}
