@@ -21,6 +21,7 @@ test: deps
 
 bench: build
 	bash bench/transfer.sh
+	bash bench/layer.sh
 
 # fuzz runs each fuzzer for FUZZTIME (the seeds also run in make test).
 # Minimizing the archive fuzzer's finds is slow, hence the short bound.

@@ -62,3 +62,34 @@ func BenchmarkWrite(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkDiff: the snapshot diff of the benchmark tree after 10 files
+// changed (issue 3: under 10% of the time of writing the whole layer).
+func BenchmarkDiff(b *testing.B) {
+	root := os.Getenv("LAYER_BENCH_TREE")
+	if root == "" {
+		b.Skip("set LAYER_BENCH_TREE to a tree (bench/layer.sh makes one)")
+	}
+	// Work on a copy: the benchmark changes files.
+	work := b.TempDir()
+	if err := os.CopyFS(work, os.DirFS(root)); err != nil {
+		b.Fatal(err)
+	}
+	before, err := layer.Take(work)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var changed int
+	filepath.Walk(work, func(p string, fi os.FileInfo, _ error) error {
+		if changed < 10 && fi != nil && fi.Mode().IsRegular() {
+			changed++
+			return os.WriteFile(p, []byte("changed"), 0o644)
+		}
+		return nil
+	})
+	for b.Loop() {
+		if _, err := layer.Diff(before, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
