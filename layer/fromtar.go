@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/imgtool/imgtool/manifest"
 	"io"
 	"strings"
 
@@ -43,23 +44,23 @@ func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
 // with the same reproducibility rules as Write (no user or group names,
 // whole-second mtimes clamped to the source date epoch), so that a
 // malformed tar fails here rather than in every client that pulls it.
-func FromTar(ctx context.Context, w io.Writer, r io.Reader, o Options) (Desc, error) {
+func FromTar(ctx context.Context, w io.Writer, r io.Reader, o Options) (manifest.LayerDesc, error) {
 	in, _, err := Decompress(r)
 	if err != nil {
-		return Desc{}, err
+		return manifest.LayerDesc{}, err
 	}
 	defer in.Close()
 	p, err := newPipeline(w, o)
 	if err != nil {
-		return Desc{}, err
+		return manifest.LayerDesc{}, err
 	}
 	if err := copyTar(ctx, p.tw, tar.NewReader(in), o); err != nil {
 		p.abort()
-		return Desc{}, fmt.Errorf("write layer from tar: %w", err)
+		return manifest.LayerDesc{}, fmt.Errorf("write layer from tar: %w", err)
 	}
 	d, err := p.finish()
 	if err != nil {
-		return Desc{}, fmt.Errorf("write layer from tar: %w", err)
+		return manifest.LayerDesc{}, fmt.Errorf("write layer from tar: %w", err)
 	}
 	return d, nil
 }

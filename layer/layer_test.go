@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"github.com/imgtool/imgtool/manifest"
 	"io"
 	"os"
 	"os/exec"
@@ -66,7 +67,7 @@ type entry struct {
 }
 
 // readLayer decompresses a blob, checks its digest and diffID, and lists it.
-func readLayer(t *testing.T, blob []byte, d layer.Desc) []entry {
+func readLayer(t *testing.T, blob []byte, d manifest.LayerDesc) []entry {
 	t.Helper()
 	if got := digest.FromBytes(blob); got != d.Digest || int64(len(blob)) != d.Size {
 		t.Fatalf("blob hashes to %s (%d bytes), descriptor says %s (%d)", got, len(blob), d.Digest, d.Size)
@@ -108,7 +109,7 @@ func readLayer(t *testing.T, blob []byte, d layer.Desc) []entry {
 	}
 }
 
-func write(t *testing.T, root string, ch layer.Changes, o layer.Options) ([]byte, layer.Desc) {
+func write(t *testing.T, root string, ch layer.Changes, o layer.Options) ([]byte, manifest.LayerDesc) {
 	t.Helper()
 	var buf bytes.Buffer
 	d, err := layer.Write(context.Background(), &buf, root, ch, o)
@@ -185,7 +186,7 @@ func TestReproducible(t *testing.T) {
 	epoch := time.Unix(1700000000, 0)
 	a, b := makeTree(t, false), makeTree(t, true)
 	os.Chtimes(filepath.Join(b, "etc", "passwd"), time.Now().Add(time.Hour), time.Now().Add(time.Hour))
-	var digests []layer.Desc
+	var digests []manifest.LayerDesc
 	for _, root := range []string{a, b} {
 		ch, err := layer.Dir(root)
 		if err != nil {

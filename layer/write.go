@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/imgtool/imgtool/manifest"
 	"io"
 	"os"
 	"path/filepath"
@@ -26,29 +27,21 @@ type Options struct {
 	SourceDateEpoch *time.Time
 }
 
-// Desc describes a written layer.
-type Desc struct {
-	// Descriptor is the blob's: media type, digest and size.
-	ocispec.Descriptor
-	// DiffID is the digest of the uncompressed tar.
-	DiffID digest.Digest
-}
-
 // Write writes the layer that changes ch make to the tree at root into w,
 // and describes it. The tar, its hash, the compression and the blob's hash
 // happen in one pass; nothing is held in memory beyond a few buffers.
-func Write(ctx context.Context, w io.Writer, root string, ch Changes, o Options) (Desc, error) {
+func Write(ctx context.Context, w io.Writer, root string, ch Changes, o Options) (manifest.LayerDesc, error) {
 	p, err := newPipeline(w, o)
 	if err != nil {
-		return Desc{}, err
+		return manifest.LayerDesc{}, err
 	}
 	if err := writeEntries(ctx, p.tw, root, ch, o.SourceDateEpoch); err != nil {
 		p.abort()
-		return Desc{}, fmt.Errorf("write layer from %s: %w", root, err)
+		return manifest.LayerDesc{}, fmt.Errorf("write layer from %s: %w", root, err)
 	}
 	d, err := p.finish()
 	if err != nil {
-		return Desc{}, fmt.Errorf("write layer from %s: %w", root, err)
+		return manifest.LayerDesc{}, fmt.Errorf("write layer from %s: %w", root, err)
 	}
 	return d, nil
 }
@@ -85,13 +78,13 @@ func (p *pipeline) abort() {
 	p.cw.Close()
 }
 
-func (p *pipeline) finish() (Desc, error) {
+func (p *pipeline) finish() (manifest.LayerDesc, error) {
 	for _, step := range []func() error{p.tw.Close, p.buf.Close, p.cw.Close} {
 		if err := step(); err != nil {
-			return Desc{}, err
+			return manifest.LayerDesc{}, err
 		}
 	}
-	return Desc{
+	return manifest.LayerDesc{
 		Descriptor: ocispec.Descriptor{MediaType: p.mt, Digest: p.blobHash.Digest(), Size: p.blobSize.n},
 		DiffID:     p.diffHash.Digest(),
 	}, nil

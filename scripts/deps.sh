@@ -5,7 +5,8 @@ set -eu
 need=""
 # skopeo: the interoperability tests read and write archives and layouts
 # with it. zstd: the layer tests check that the zstd tool decodes layers.
-for pkg in skopeo zstd; do
+# umoci: an independent reader of imported images.
+for pkg in skopeo zstd umoci; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 [ -z "$need" ] && exit 0

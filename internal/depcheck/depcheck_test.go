@@ -17,10 +17,10 @@ const module = "github.com/imgtool/imgtool/"
 var allowed = map[string][]string{
 	"manifest":        {},
 	"runner":          {},
-	"layer":           {"manifest"},
+	"layer":           {"manifest", "internal/rootlesscontainers"},
 	"store":           {"manifest"},
 	"store/transport": {"manifest", "store"},
-	"unpack":          {"manifest", "store"},
+	"unpack":          {"manifest", "store", "internal/rootlesscontainers"},
 	"build":           {"manifest", "layer", "store", "unpack", "runner"},
 	"registry":        {"manifest"},
 }
