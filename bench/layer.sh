@@ -55,4 +55,8 @@ echo "gzip path against the standard library (Go benchmark on the same tree):"
 LAYER_BENCH_TREE="$W/tree" go test ./layer -run '^$' -bench 'Write/(gzip|stdlib-gzip)$' -benchtime 2x | awk '
 /^BenchmarkWrite/ { name=$1; sub(/-[0-9]+$/, "", name); mbs[name]=$(NF-1); print }
 END { r = mbs["BenchmarkWrite/gzip"]/mbs["BenchmarkWrite/stdlib-gzip"]; printf "gzip: %.1fx the standard library (target >= 2x): %s\n", r, (r >= 2 ? "PASS" : "FAIL") }'
-echo "tree: $FILES files, $SIZE bytes" >&2
+echo "snapshot diff with 10 changed files against writing the whole layer (Go benchmarks):"
+LAYER_BENCH_TREE="$W/tree" go test ./layer -run '^$' -bench '^BenchmarkDiff$|Write/zstd$' -benchtime 5x | awk '
+/^Benchmark/ { name=$1; sub(/-[0-9]+$/, "", name); ns[name]=$3; print }
+END { r = ns["BenchmarkDiff"]/ns["BenchmarkWrite/zstd"]; printf "diff: %.1f%% of a full layer write (target < 10%%): %s\n", 100*r, (r < 0.1 ? "PASS" : "FAIL") }'
+echo "tree: $FILES files, $SIZE bytes"
