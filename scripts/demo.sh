@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# make demo: the main job on built-in defaults. Makes a small image from
-# testdata/hello, pushes it to a registry on 127.0.0.1, pulls it back into
-# a fresh store and lists it. Everything happens under a temporary
+# make demo: the main job on built-in defaults. Imports testdata/hello as
+# a small image, pushes it to a registry on 127.0.0.1, pulls it back into a
+# fresh store and lists it. Everything happens under a temporary
 # directory that is removed at the end; the registry is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,6 @@ cleanup() {
 }
 trap cleanup EXIT
 IMGTOOL=$PWD/bin/imgtool
-go build -o "$W/mkimage" ./internal/cmd/mkimage
 go build -o "$W/devregistry" ./internal/cmd/devregistry
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; "$@"; }
@@ -26,10 +25,9 @@ for _ in $(seq 100); do [ -s "$W/addr" ] && break; sleep 0.05; done
 REG=$(head -1 "$W/addr")
 echo "registry listening on $REG" >&2
 
-"$W/mkimage" -dir "$W/layout" -ref demo -from testdata/hello >/dev/null
 export IMGTOOL_ROOT=$W/root
-step "$IMGTOOL" pull oci:"$W/layout":demo
-step "$IMGTOOL" tag docker.io/library/demo:latest "$REG/demo/hello:1"
+export SOURCE_DATE_EPOCH=1700000000
+step "$IMGTOOL" import testdata/hello -t "$REG/demo/hello:1" --change 'CMD ["/bin/cat", "/etc/motd"]'
 step "$IMGTOOL" push "$REG/demo/hello:1"
 step "$IMGTOOL" --root "$W/fresh" pull "$REG/demo/hello:1"
 step "$IMGTOOL" --root "$W/fresh" images
