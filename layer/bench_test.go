@@ -3,6 +3,7 @@ package layer_test
 import (
 	"compress/gzip"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,15 +16,7 @@ import (
 // a small tree made here); bench/layer.sh runs it against tar|zstd on the
 // issue's 200 MB, 20,000-file tree.
 func BenchmarkWrite(b *testing.B) {
-	root := os.Getenv("LAYER_BENCH_TREE")
-	if root == "" {
-		root = b.TempDir()
-		for i := range 500 {
-			d := filepath.Join(root, "d", string(rune('a'+i%20)))
-			os.MkdirAll(d, 0o755)
-			os.WriteFile(filepath.Join(d, filepath.Base(b.Name())+string(rune('A'+i%50))+string(rune('a'+i/50))), make([]byte, 10<<10), 0o644)
-		}
-	}
+	root := benchTree(b)
 	var size int64
 	filepath.Walk(root, func(_ string, fi os.FileInfo, _ error) error {
 		if fi != nil && fi.Mode().IsRegular() {
@@ -66,10 +59,7 @@ func BenchmarkWrite(b *testing.B) {
 // BenchmarkDiff: the snapshot diff of the benchmark tree after 10 files
 // changed (issue 3: under 10% of the time of writing the whole layer).
 func BenchmarkDiff(b *testing.B) {
-	root := os.Getenv("LAYER_BENCH_TREE")
-	if root == "" {
-		b.Skip("set LAYER_BENCH_TREE to a tree (bench/layer.sh makes one)")
-	}
+	root := benchTree(b)
 	// Work on a copy: the benchmark changes files.
 	work := b.TempDir()
 	if err := os.CopyFS(work, os.DirFS(root)); err != nil {
@@ -92,4 +82,19 @@ func BenchmarkDiff(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchTree is $LAYER_BENCH_TREE (bench/layer.sh makes the issue's tree),
+// or a small tree of 500 files made here.
+func benchTree(b *testing.B) string {
+	if root := os.Getenv("LAYER_BENCH_TREE"); root != "" {
+		return root
+	}
+	root := b.TempDir()
+	for i := range 500 {
+		d := filepath.Join(root, fmt.Sprintf("d%02d", i%20))
+		os.MkdirAll(d, 0o755)
+		os.WriteFile(filepath.Join(d, fmt.Sprintf("f%03d", i)), make([]byte, 10<<10), 0o644)
+	}
+	return root
 }
