@@ -64,6 +64,8 @@ type entry struct {
 	size       int64
 	mtime      time.Time
 	pax        map[string]string
+	devmajor   int64
+	devminor   int64
 }
 
 // readLayer decompresses a blob, checks its digest and diffID, and lists it.
@@ -105,7 +107,7 @@ func readLayer(t *testing.T, blob []byte, d manifest.LayerDesc) []entry {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, entry{h.Name, h.Linkname, h.Typeflag, h.Mode, h.Uid, h.Gid, h.Size, h.ModTime, h.PAXRecords})
+		out = append(out, entry{h.Name, h.Linkname, h.Typeflag, h.Mode, h.Uid, h.Gid, h.Size, h.ModTime, h.PAXRecords, h.Devmajor, h.Devminor})
 	}
 }
 
@@ -254,5 +256,30 @@ func TestFromTar(t *testing.T) {
 	}
 	if _, err := layer.FromTar(context.Background(), io.Discard, strings.NewReader("this is not a tar archive, not at all, not even close, definitely not"), layer.Options{}); err == nil {
 		t.Error("FromTar accepted garbage")
+	}
+}
+
+// TestDeviceNodes: character and block devices keep their numbers. Making
+// them needs CAP_MKNOD, which CI (root) has.
+func TestDeviceNodes(t *testing.T) {
+	root := t.TempDir()
+	if err := unix.Mknod(filepath.Join(root, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatalf("mknod needs CAP_MKNOD (run as root, as CI does): %v", err)
+	}
+	if err := unix.Mknod(filepath.Join(root, "loop9"), unix.S_IFBLK|0o660, int(unix.Mkdev(7, 9))); err != nil {
+		t.Fatal(err)
+	}
+	unix.Chmod(filepath.Join(root, "null"), 0o666) // past the umask
+	unix.Chmod(filepath.Join(root, "loop9"), 0o660)
+	blob, d := write(t, root, mustDir(t, root), layer.Options{Compression: layer.None})
+	got := map[string]entry{}
+	for _, e := range readLayer(t, blob, d) {
+		got[e.name] = e
+	}
+	if e := got["null"]; e.typ != tar.TypeChar || e.mode != 0o666 || e.devmajor != 1 || e.devminor != 3 {
+		t.Errorf("char device: %+v", e)
+	}
+	if e := got["loop9"]; e.typ != tar.TypeBlock || e.mode != 0o660 || e.devmajor != 7 || e.devminor != 9 {
+		t.Errorf("block device: %+v", e)
 	}
 }
