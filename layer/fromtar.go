@@ -2,42 +2,13 @@ package layer
 
 import (
 	"archive/tar"
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/imgtool/imgtool/internal/compression"
 	"github.com/imgtool/imgtool/manifest"
 	"io"
 	"strings"
-
-	"github.com/klauspost/compress/zstd"
-	"github.com/klauspost/pgzip"
 )
-
-// Decompress detects the compression of r by its magic bytes (gzip, zstd,
-// or none) and returns the uncompressed stream.
-func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	magic, err := br.Peek(4)
-	if err != nil && err != io.EOF {
-		return nil, "", fmt.Errorf("detect compression: %w", err)
-	}
-	switch {
-	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
-		gz, err := pgzip.NewReader(br)
-		if err != nil {
-			return nil, "", fmt.Errorf("read gzip: %w", err)
-		}
-		return gz, Gzip, nil
-	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(1<<30))
-		if err != nil {
-			return nil, "", fmt.Errorf("read zstd: %w", err)
-		}
-		return zr.IOReadCloser(), Zstd, nil
-	}
-	return io.NopCloser(br), None, nil
-}
 
 // FromTar writes a layer holding what the tar stream r holds (compressed
 // or not), entry by entry in its order: each header is re-encoded as PAX
@@ -45,7 +16,7 @@ func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
 // whole-second mtimes clamped to the source date epoch), so that a
 // malformed tar fails here rather than in every client that pulls it.
 func FromTar(ctx context.Context, w io.Writer, r io.Reader, o Options) (manifest.LayerDesc, error) {
-	in, _, err := Decompress(r)
+	in, _, err := compression.Decompress(r)
 	if err != nil {
 		return manifest.LayerDesc{}, err
 	}

@@ -17,10 +17,10 @@ const module = "github.com/imgtool/imgtool/"
 var allowed = map[string][]string{
 	"manifest":        {},
 	"runner":          {},
-	"layer":           {"manifest", "internal/rootlesscontainers"},
+	"layer":           {"manifest", "internal/rootlesscontainers", "internal/compression"},
 	"store":           {"manifest"},
 	"store/transport": {"manifest", "store"},
-	"unpack":          {"manifest", "store", "internal/rootlesscontainers"},
+	"unpack":          {"manifest", "store", "internal/rootlesscontainers", "internal/compression"},
 	"build":           {"manifest", "layer", "store", "unpack", "runner"},
 	"registry":        {"manifest"},
 }
