@@ -21,8 +21,9 @@ type devIno struct{ dev, ino uint64 }
 // in whole seconds and clamped to the source date epoch, owners as the
 // rootlesscontainers xattr records them. links maps files already written
 // to their names, so that a file with several hard links is stored once.
-// It returns nil for what a tar cannot hold (sockets).
-func headerFor(root, rel string, links map[devIno]string, epoch *time.Time) (*tar.Header, error) {
+// With caller >= 0, files that uid owns are written as root's. It returns
+// nil for what a tar cannot hold (sockets).
+func headerFor(root, rel string, links map[devIno]string, epoch *time.Time, caller int) (*tar.Header, error) {
 	full := root + "/" + rel
 	var st unix.Stat_t
 	if err := unix.Lstat(full, &st); err != nil {
@@ -35,6 +36,9 @@ func headerFor(root, rel string, links map[devIno]string, epoch *time.Time) (*ta
 		Gid:     int(st.Gid),
 		ModTime: clamp(time.Unix(st.Mtim.Sec, 0), epoch),
 		Format:  tar.FormatPAX,
+	}
+	if caller >= 0 && int(st.Uid) == caller {
+		h.Uid, h.Gid = 0, 0
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:

@@ -25,6 +25,11 @@ type Options struct {
 	// SourceDateEpoch, when set, clamps every mtime to it, as
 	// SOURCE_DATE_EPOCH asks of reproducible builds.
 	SourceDateEpoch *time.Time
+	// Rootless writes files owned by the (unprivileged) caller as owned by
+	// root, as a user namespace mapping the caller to root shows them, so
+	// that a tree unpacked without privilege (owners other than root kept
+	// in the user.rootlesscontainers xattr) round-trips.
+	Rootless bool
 }
 
 // Write writes the layer that changes ch make to the tree at root into w,
@@ -35,7 +40,7 @@ func Write(ctx context.Context, w io.Writer, root string, ch Changes, o Options)
 	if err != nil {
 		return manifest.LayerDesc{}, err
 	}
-	if err := writeEntries(ctx, p.tw, root, ch, o.SourceDateEpoch); err != nil {
+	if err := writeEntries(ctx, p.tw, root, ch, o); err != nil {
 		p.abort()
 		return manifest.LayerDesc{}, fmt.Errorf("write layer from %s: %w", root, err)
 	}
@@ -90,7 +95,12 @@ func (p *pipeline) finish() (manifest.LayerDesc, error) {
 	}, nil
 }
 
-func writeEntries(ctx context.Context, tw *tar.Writer, root string, ch Changes, epoch *time.Time) error {
+func writeEntries(ctx context.Context, tw *tar.Writer, root string, ch Changes, o Options) error {
+	epoch := o.SourceDateEpoch
+	caller := -1
+	if o.Rootless {
+		caller = os.Geteuid()
+	}
 	root = filepath.Clean(root)
 	links := map[devIno]string{}
 	copyBuf := make([]byte, 256<<10)
@@ -111,7 +121,7 @@ func writeEntries(ctx context.Context, tw *tar.Writer, root string, ch Changes, 
 			}
 			continue
 		}
-		h, err := headerFor(root, c.Path, links, epoch)
+		h, err := headerFor(root, c.Path, links, epoch, caller)
 		if err != nil {
 			return err
 		}

@@ -68,7 +68,7 @@ cannot pull zstd (docker before 23, containerd before 1.5). With SOURCE_DATE_EPO
 			}
 			return o.withStore(cmd, func(ctx context.Context, s *store.Store) error {
 				d, err := importImage(ctx, s, args[0], importSpec{
-					layer:  layer.Options{Compression: comp, Level: opts.level, SourceDateEpoch: epoch},
+					layer:  layer.Options{Compression: comp, Level: opts.level, SourceDateEpoch: epoch, Rootless: os.Geteuid() != 0},
 					image:  ocispec.Image{Platform: plat, Config: cfg},
 					epoch:  epoch,
 					source: args[0], message: opts.message,

@@ -30,6 +30,10 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		log.Fatal(err)
 	}
+	// Tests run it as uid 65534 too.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		log.Fatal(err)
+	}
 	binary = filepath.Join(dir, "imgtool")
 	build := exec.Command("go", "build", "-o", binary, ".")
 	build.Stderr = os.Stderr

@@ -1,0 +1,225 @@
+package unpack
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/imgtool/imgtool/internal/compression"
+	"github.com/imgtool/imgtool/store"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+)
+
+// maxTrailing bounds the bytes after the tar's end marker that are read
+// to finish the diffID check (tar writers pad to 10 KiB records).
+const maxTrailing = 1 << 20
+
+// Apply applies one layer blob (gzip, zstd or uncompressed, told by its
+// magic bytes) onto root. It checks the blob against d.Digest and d.Size,
+// and the tar against diffID; an empty digest skips that check. On error,
+// root may hold part of the layer (callers unpack into a staging
+// directory), but nothing outside root is ever touched.
+func Apply(ctx context.Context, root string, blob io.Reader, d ocispec.Descriptor, diffID digest.Digest, o Options) (Report, error) {
+	o.Limits = o.Limits.withDefaults()
+	if os.Geteuid() != 0 {
+		o.Rootless = true
+	}
+	raw := &countingReader{r: blob}
+	var src io.Reader = raw
+	var blobV digest.Verifier
+	if d.Digest != "" {
+		if err := d.Digest.Validate(); err != nil {
+			return Report{}, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
+		}
+		blobV = d.Digest.Verifier()
+		src = io.TeeReader(raw, blobV)
+	}
+	dec, _, err := compression.Decompress(src)
+	if err != nil {
+		return Report{}, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
+	}
+	defer dec.Close()
+	var tarSrc io.Reader = dec
+	var diffV digest.Verifier
+	if diffID != "" {
+		if err := diffID.Validate(); err != nil {
+			return Report{}, fmt.Errorf("unpack layer %s: diffID: %w", d.Digest, err)
+		}
+		diffV = diffID.Verifier()
+		tarSrc = io.TeeReader(dec, diffV)
+	}
+	a, err := newApplier(root, o)
+	if err != nil {
+		return Report{}, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
+	}
+	defer a.close()
+	if err := a.apply(ctx, tar.NewReader(tarSrc)); err != nil {
+		return a.rep, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
+	}
+	if err := finish(tarSrc, src, raw, d, blobV, diffV); err != nil {
+		return a.rep, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
+	}
+	return a.rep, nil
+}
+
+// finish reads what follows the tar's end marker, bounded, so that the
+// whole uncompressed stream and the whole blob are hashed, then checks
+// both.
+func finish(tarSrc, src io.Reader, raw *countingReader, d ocispec.Descriptor, blobV, diffV digest.Verifier) error {
+	n, err := io.Copy(io.Discard, io.LimitReader(tarSrc, maxTrailing+1))
+	if err != nil {
+		return err
+	}
+	if n > maxTrailing {
+		return fmt.Errorf("%w: more than %d bytes after the end of the tar", ErrLimit, maxTrailing)
+	}
+	if d.Size > 0 {
+		if _, err := io.Copy(io.Discard, io.LimitReader(src, d.Size-raw.n+1)); err != nil {
+			return err
+		}
+		if raw.n != d.Size {
+			return fmt.Errorf("%w: blob is %d bytes or more, descriptor says %d", store.ErrMismatch, raw.n, d.Size)
+		}
+	}
+	if blobV != nil && !blobV.Verified() {
+		return fmt.Errorf("%w: blob does not hash to %s", store.ErrMismatch, d.Digest)
+	}
+	if diffV != nil && !diffV.Verified() {
+		return fmt.Errorf("%w: uncompressed layer does not match its diffID", store.ErrMismatch)
+	}
+	return nil
+}
+
+func (l Limits) withDefaults() Limits {
+	def := DefaultLimits()
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = def.MaxBytes
+	}
+	if l.MaxEntries <= 0 {
+		l.MaxEntries = def.MaxEntries
+	}
+	if l.MaxPathLen <= 0 {
+		l.MaxPathLen = def.MaxPathLen
+	}
+	return l
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// applier applies tar entries to the directory it holds open.
+type applier struct {
+	root    int
+	o       Options
+	rep     Report
+	created map[string]bool // paths this layer made: whiteouts spare them
+	dirs    []dirMeta       // modes and times applied once children exist
+	cache   struct {
+		dir   string
+		fd    int
+		stale bool
+	}
+}
+
+type dirMeta struct {
+	rel string
+	h   *tar.Header
+}
+
+func newApplier(root string, o Options) (*applier, error) {
+	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open root %s: %w", root, err)
+	}
+	a := &applier{root: fd, o: o, created: map[string]bool{}}
+	a.cache.fd = -1
+	return a, nil
+}
+
+func (a *applier) close() {
+	a.dropCache()
+	unix.Close(a.root)
+}
+
+func (a *applier) warn(rel, format string, args ...any) {
+	a.rep.Warnings = append(a.rep.Warnings, Warning{Path: "/" + rel, Reason: fmt.Sprintf(format, args...)})
+}
+
+// clean maps a tar name to a path relative to root: "..", "." and
+// leading slashes cannot climb above "/".
+func clean(name string) string {
+	return strings.TrimPrefix(path.Clean("/"+name), "/")
+}
+
+func (a *applier) apply(ctx context.Context, tr *tar.Reader) error {
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return a.finishDirs()
+		}
+		if err != nil {
+			return fmt.Errorf("read tar: %w", err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		a.rep.Entries++
+		if a.rep.Entries > a.o.Limits.MaxEntries {
+			return fmt.Errorf("%w: more than %d entries", ErrLimit, a.o.Limits.MaxEntries)
+		}
+		if len(h.Name) > a.o.Limits.MaxPathLen || len(h.Linkname) > a.o.Limits.MaxPathLen {
+			return fmt.Errorf("%w: a name or link target is longer than %d bytes", ErrLimit, a.o.Limits.MaxPathLen)
+		}
+		if err := a.entry(h, tr); err != nil {
+			return fmt.Errorf("%s: %w", h.Name, err)
+		}
+	}
+}
+
+func (a *applier) entry(h *tar.Header, r io.Reader) error {
+	rel := clean(h.Name)
+	dir, base := path.Split(rel)
+	dir = strings.TrimSuffix(dir, "/")
+	if strings.HasPrefix(base, ".wh.") {
+		return a.whiteout(dir, base)
+	}
+	if rel == "" {
+		return nil // the root itself: its metadata belongs to whoever made it
+	}
+	switch h.Typeflag {
+	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	default:
+		a.warn(rel, "tar entry type %q skipped", h.Typeflag)
+		return nil
+	}
+	if (h.Typeflag == tar.TypeChar || h.Typeflag == tar.TypeBlock) && a.o.Rootless {
+		a.warn(rel, "device node skipped: creating it needs privilege")
+		return nil
+	}
+	parent, err := a.mkdirAll(dir)
+	if err != nil {
+		return err
+	}
+	if err := a.clear(parent, base, h.Typeflag == tar.TypeDir); err != nil {
+		return err
+	}
+	if err := a.create(parent, dir, base, h, r); err != nil {
+		return err
+	}
+	a.created[rel] = true
+	return nil
+}
