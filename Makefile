@@ -22,6 +22,7 @@ test: deps
 bench: build
 	bash bench/transfer.sh
 	bash bench/layer.sh
+	bash bench/unpack.sh
 
 # fuzz runs each fuzzer for FUZZTIME (the seeds also run in make test).
 # Minimizing the archive fuzzer's finds is slow, hence the short bound.
