@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -98,29 +97,65 @@ type pathMeta struct {
 }
 
 func walkSubtree(root, sub string, known func(string, unix.Timespec) (string, bool)) ([]pathMeta, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(sub, &st); err != nil {
+		return nil, err
+	}
+	rel := filepath.ToSlash(sub[len(root)+1:])
 	var out []pathMeta
-	err := filepath.WalkDir(sub, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return err
-		}
-		rel := filepath.ToSlash(p[len(root)+1:])
+	add := func(p, rel string, st *unix.Stat_t) error {
 		x, ok := "", false
 		if known != nil {
 			x, ok = known(rel, st.Ctim)
 		}
 		if !ok {
+			var err error
 			if x, err = xattrDigest(p); err != nil {
 				return err
 			}
 		}
-		out = append(out, pathMeta{rel, metaOf(&st, x)})
+		out = append(out, pathMeta{rel, metaOf(st, x)})
 		return nil
-	})
+	}
+	if err := add(sub, rel, &st); err != nil {
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return out, nil
+	}
+	err := walkDirAt(sub, rel, add)
 	return out, err
+}
+
+// walkDirAt visits the entries of directory dir (rel from the root) in
+// lexical order, depth first, stat'ing each relative to its directory's
+// descriptor: one path component to resolve instead of the whole path.
+func walkDirAt(dir, rel string, add func(p, rel string, st *unix.Stat_t) error) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		var st unix.Stat_t
+		if err := unix.Fstatat(int(f.Fd()), n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+		if err := add(dir+"/"+n, rel+"/"+n, &st); err != nil {
+			return err
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if err := walkDirAt(dir+"/"+n, rel+"/"+n, add); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // xattrDigest is the xattrs of p as one comparable string.
