@@ -3,6 +3,7 @@ package unpack
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -44,7 +45,6 @@ func Apply(ctx context.Context, root string, blob io.Reader, d ocispec.Descripto
 	if err != nil {
 		return Report{}, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
 	}
-	defer dec.Close()
 	var tarSrc io.Reader = dec
 	var diffV digest.Verifier
 	if diffID != "" {
@@ -59,19 +59,41 @@ func Apply(ctx context.Context, root string, blob io.Reader, d ocispec.Descripto
 		return Report{}, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
 	}
 	defer a.close()
-	if err := a.apply(ctx, tar.NewReader(tarSrc)); err != nil {
-		return a.rep, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
+	err = a.apply(ctx, tar.NewReader(tarSrc))
+	if err == nil {
+		err = drainTrailing(tarSrc)
 	}
-	if err := finish(tarSrc, src, raw, d, blobV, diffV); err != nil {
-		return a.rep, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
+	// Stop the decompressor (pgzip reads ahead on its own goroutine)
+	// before reading the rest of the blob here.
+	dec.Close()
+	if err == nil {
+		err = verify(src, raw, d, blobV, diffV)
+	}
+	if err != nil {
+		return a.rep, fmt.Errorf("unpack layer %s: %w", d.Digest, corrupt(err, src, raw, d, blobV))
 	}
 	return a.rep, nil
 }
 
-// finish reads what follows the tar's end marker, bounded, so that the
-// whole uncompressed stream and the whole blob are hashed, then checks
-// both.
-func finish(tarSrc, src io.Reader, raw *countingReader, d ocispec.Descriptor, blobV, diffV digest.Verifier) error {
+// corrupt reports a failure as a digest mismatch when the blob is not the
+// one its descriptor names (garbage appended, bytes flipped): that, not
+// the decompressor's complaint about it, is what the user must act on.
+func corrupt(err error, src io.Reader, raw *countingReader, d ocispec.Descriptor, blobV digest.Verifier) error {
+	if blobV == nil || d.Size <= 0 || errors.Is(err, store.ErrMismatch) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	if _, cerr := io.Copy(io.Discard, io.LimitReader(src, d.Size-raw.n+1)); cerr != nil {
+		return err
+	}
+	if raw.n != d.Size || !blobV.Verified() {
+		return fmt.Errorf("%w: blob does not hash to %s (%v)", store.ErrMismatch, d.Digest, err)
+	}
+	return err
+}
+
+// drainTrailing reads what follows the tar's end marker, bounded, so that
+// the whole uncompressed stream is hashed.
+func drainTrailing(tarSrc io.Reader) error {
 	n, err := io.Copy(io.Discard, io.LimitReader(tarSrc, maxTrailing+1))
 	if err != nil {
 		return err
@@ -79,6 +101,11 @@ func finish(tarSrc, src io.Reader, raw *countingReader, d ocispec.Descriptor, bl
 	if n > maxTrailing {
 		return fmt.Errorf("%w: more than %d bytes after the end of the tar", ErrLimit, maxTrailing)
 	}
+	return nil
+}
+
+// verify reads the rest of the blob and checks it and the tar.
+func verify(src io.Reader, raw *countingReader, d ocispec.Descriptor, blobV, diffV digest.Verifier) error {
 	if d.Size > 0 {
 		if _, err := io.Copy(io.Discard, io.LimitReader(src, d.Size-raw.n+1)); err != nil {
 			return err

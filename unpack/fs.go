@@ -59,6 +59,7 @@ func (a *applier) mkdirAll(rel string) (int, error) {
 		if err := unix.Mkdirat(pfd, base, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
 			return -1, fmt.Errorf("make directory /%s: %w", rel, err)
 		}
+		a.created[rel] = true // made for this layer's entries: opaque whiteouts spare it
 		fd, err = a.openInRoot(rel, unix.O_PATH|unix.O_DIRECTORY)
 		if err != nil {
 			return -1, fmt.Errorf("open directory /%s: %w", rel, err)
@@ -146,18 +147,7 @@ func (a *applier) whiteout(dir, base string) error {
 			return err
 		}
 		defer unix.Close(fd)
-		names, err := readDirNames(fd)
-		if err != nil {
-			return err
-		}
-		for _, n := range names {
-			if !a.created[path.Join(dir, n)] {
-				if err := a.removeAt(fd, n); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		return a.removeLower(fd, dir)
 	}
 	name := strings.TrimPrefix(base, ".wh.")
 	if strings.HasPrefix(name, ".wh.") && len(name) > len(".wh.") {
@@ -181,6 +171,38 @@ func (a *applier) whiteout(dir, base string) error {
 	}
 	defer unix.Close(fd)
 	return a.removeAt(fd, name)
+}
+
+// removeLower removes from directory fd (rel dir) everything this layer
+// did not make, descending into the directories it did make or merge into,
+// since those may still hold lower layers' entries.
+func (a *applier) removeLower(fd int, dir string) error {
+	names, err := readDirNames(fd)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		rel := path.Join(dir, n)
+		if !a.created[rel] {
+			if err := a.removeAt(fd, n); err != nil {
+				return err
+			}
+			continue
+		}
+		sub, err := unix.Openat(fd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+			continue // a file or symlink of this layer
+		}
+		if err != nil {
+			return err
+		}
+		err = a.removeLower(sub, rel)
+		unix.Close(sub)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // create makes the entry at parent/base and applies its metadata.
@@ -347,8 +369,13 @@ func setTimes(parent int, base string, h *tar.Header) error {
 // first, so that making their children neither fails on a read-only
 // directory nor moves their mtimes.
 func (a *applier) finishDirs() error {
+	done := map[string]bool{}
 	for i := len(a.dirs) - 1; i >= 0; i-- {
 		d := a.dirs[i]
+		if done[d.rel] {
+			continue // a later entry for the same directory wins
+		}
+		done[d.rel] = true
 		dir, base := path.Split(d.rel)
 		fd, err := a.openInRoot(d.rel, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
 		if err != nil {
