@@ -155,6 +155,7 @@ type applier struct {
 	rep     Report
 	created map[string]bool // paths this layer made: whiteouts spare them
 	dirs    []dirMeta       // modes and times applied once children exist
+	opened  []dirMeta       // read-only directories opened up to write in (rootless)
 	cache   struct {
 		dir   string
 		fd    int
@@ -228,6 +229,8 @@ func (a *applier) entry(h *tar.Header, r io.Reader) error {
 		return nil // the root itself: its metadata belongs to whoever made it
 	}
 	switch h.Typeflag {
+	case tar.TypeRegA, tar.TypeGNUSparse: //nolint:staticcheck // old tars still carry them
+		h.Typeflag = tar.TypeReg // archive/tar reads them as regular files (holes as zeros)
 	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 	default:
 		a.warn(rel, "tar entry type %q skipped", h.Typeflag)
@@ -239,6 +242,9 @@ func (a *applier) entry(h *tar.Header, r io.Reader) error {
 	}
 	parent, err := a.mkdirAll(dir)
 	if err != nil {
+		return err
+	}
+	if err := a.writable(parent, dir); err != nil {
 		return err
 	}
 	if err := a.clear(parent, base, h.Typeflag == tar.TypeDir); err != nil {

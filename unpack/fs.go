@@ -147,6 +147,9 @@ func (a *applier) whiteout(dir, base string) error {
 			return err
 		}
 		defer unix.Close(fd)
+		if err := a.writable(fd, dir); err != nil {
+			return err
+		}
 		return a.removeLower(fd, dir)
 	}
 	name := strings.TrimPrefix(base, ".wh.")
@@ -170,6 +173,9 @@ func (a *applier) whiteout(dir, base string) error {
 		return err
 	}
 	defer unix.Close(fd)
+	if err := a.writable(fd, dir); err != nil {
+		return err
+	}
 	return a.removeAt(fd, name)
 }
 
@@ -289,6 +295,24 @@ func (a *applier) regular(parent int, base, rel string, h *tar.Header, r io.Read
 	return setTimes(parent, base, h)
 }
 
+// closeOpened gives the directories writable opened up their modes back,
+// except those this layer lists (finishDirs set theirs).
+func (a *applier) closeOpened(done map[string]bool) {
+	for i := len(a.opened) - 1; i >= 0; i-- {
+		d := a.opened[i]
+		if done[d.rel] {
+			continue
+		}
+		done[d.rel] = true
+		fd, err := a.openInRoot(d.rel, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW)
+		if err != nil {
+			continue
+		}
+		unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), uint32(d.h.Mode))
+		unix.Close(fd)
+	}
+}
+
 // modeBits turns Unix setuid, setgid and sticky bits into os.FileMode's.
 func modeBits(m int64) os.FileMode {
 	var out os.FileMode
@@ -365,11 +389,35 @@ func setTimes(parent int, base string, h *tar.Header) error {
 	return unix.UtimesNanoAt(parent, base, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
+// writable lets an unprivileged unpacker change directory fd (rel), which
+// a lower layer may have made read-only (Fedora's /usr/bin is 0555): root
+// ignores directory permissions, an unprivileged user must open them up
+// and close them again at the end.
+func (a *applier) writable(fd int, rel string) error {
+	if !a.o.Rootless {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&0o300 == 0o300 {
+		return nil
+	}
+	mode := st.Mode & 0o7777
+	if err := unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), mode|0o700); err != nil {
+		return fmt.Errorf("open up read-only directory /%s: %w", rel, err)
+	}
+	a.opened = append(a.opened, dirMeta{rel: rel, h: &tar.Header{Mode: int64(mode)}})
+	return nil
+}
+
 // finishDirs applies directory modes, xattrs and times last, deepest
 // first, so that making their children neither fails on a read-only
 // directory nor moves their mtimes.
 func (a *applier) finishDirs() error {
 	done := map[string]bool{}
+	defer a.closeOpened(done)
 	for i := len(a.dirs) - 1; i >= 0; i-- {
 		d := a.dirs[i]
 		if done[d.rel] {
