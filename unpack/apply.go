@@ -59,12 +59,14 @@ func Apply(ctx context.Context, root string, blob io.Reader, d ocispec.Descripto
 		return Report{}, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
 	}
 	defer a.close()
-	err = a.apply(ctx, tar.NewReader(tarSrc))
+	ra := newReadAhead(tarSrc)
+	err = a.apply(ctx, tar.NewReader(ra))
 	if err == nil {
-		err = drainTrailing(tarSrc)
+		err = drainTrailing(ra)
 	}
-	// Stop the decompressor (pgzip reads ahead on its own goroutine)
-	// before reading the rest of the blob here.
+	// Stop the read-ahead and the decompressor (pgzip reads ahead on its
+	// own goroutine too) before reading the rest of the blob here.
+	ra.Close()
 	dec.Close()
 	if err == nil {
 		err = verify(src, raw, d, blobV, diffV)
