@@ -18,6 +18,8 @@ deps:
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 10m ./...
+	# A short bounded fuzz of the layer applier, which faces hostile input.
+	$(GO) test ./unpack -run '^$$' -fuzz FuzzApply -fuzztime 20s -fuzzminimizetime 1s
 
 bench: build
 	bash bench/transfer.sh

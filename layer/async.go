@@ -10,7 +10,6 @@ type asyncWriter struct {
 	full chan []byte
 	free chan []byte
 	done chan error
-	err  error
 }
 
 const (

@@ -49,8 +49,12 @@ func copyTar(ctx context.Context, tw *tar.Writer, tr *tar.Reader, o Options) err
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		typ := h.Typeflag
+		if typ == tar.TypeGNUSparse {
+			typ = tar.TypeReg // archive/tar reads it filled in; written plainly
+		}
 		out := &tar.Header{
-			Typeflag: h.Typeflag, Name: h.Name, Linkname: h.Linkname, Size: h.Size, Mode: h.Mode,
+			Typeflag: typ, Name: h.Name, Linkname: h.Linkname, Size: h.Size, Mode: h.Mode,
 			Uid: h.Uid, Gid: h.Gid, ModTime: clamp(h.ModTime.Truncate(1e9), o.SourceDateEpoch),
 			Devmajor: h.Devmajor, Devminor: h.Devminor, Format: tar.FormatPAX,
 		}
@@ -65,7 +69,7 @@ func copyTar(ctx context.Context, tw *tar.Writer, tr *tar.Reader, o Options) err
 		if err := tw.WriteHeader(out); err != nil {
 			return fmt.Errorf("%s: %w", h.Name, err)
 		}
-		if h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA { //nolint:staticcheck // old tars still use TypeRegA
+		if typ == tar.TypeReg {
 			if _, err := io.CopyBuffer(tw, tr, copyBuf); err != nil {
 				return fmt.Errorf("%s: %w", h.Name, err)
 			}

@@ -231,7 +231,7 @@ func (a *applier) entry(h *tar.Header, r io.Reader) error {
 		return nil // the root itself: its metadata belongs to whoever made it
 	}
 	switch h.Typeflag {
-	case tar.TypeRegA, tar.TypeGNUSparse: //nolint:staticcheck // old tars still carry them
+	case tar.TypeGNUSparse: // archive/tar already turns TypeRegA into TypeReg
 		h.Typeflag = tar.TypeReg // archive/tar reads them as regular files (holes as zeros)
 	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 	default:
