@@ -40,8 +40,8 @@ func seedArchives(t testing.TB) [][]byte {
 		Annotations: map[string]string{annotationImageName: "docker.io/library/x:1"}}}})
 	oci := tarOf(t, map[string]string{
 		"index.json": string(idx), "oci-layout": `{"imageLayoutVersion":"1.0.0"}`,
-		"blobs/sha256/" + digest.FromBytes(m).Encoded():    string(m),
-		"blobs/sha256/" + digest.FromString(cfg).Encoded(): cfg,
+		"blobs/sha256/" + digest.FromBytes(m).Encoded():      string(m),
+		"blobs/sha256/" + digest.FromString(cfg).Encoded():   cfg,
 		"blobs/sha256/" + digest.FromString(layer).Encoded(): layer,
 	}, nil)
 	legacy := tarOf(t, map[string]string{
