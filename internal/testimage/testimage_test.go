@@ -360,9 +360,6 @@ func TestErrors(t *testing.T) {
 // TestStreams checks that a big layer is never held in memory: what Write
 // allocates is a small fraction of the layer.
 func TestStreams(t *testing.T) {
-	if testing.Short() {
-		t.Skip("writes a 64 MiB layer")
-	}
 	const size, budget = 64 << 20, 16 << 20
 	s := openStore(t)
 	var before, after runtime.MemStats
