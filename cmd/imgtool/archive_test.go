@@ -112,6 +112,12 @@ func TestSaveLoad(t *testing.T) {
 		t.Errorf("skopeo read layers %v from imgtool's OCI archive, want %v", sk.Layers, layerDigests(t, c, reg+"/x/a:1"))
 	}
 
+	// Several images cannot go to one name.
+	if line := c.fail(1, "copy", "docker-archive:"+dockerTar, "oci:"+filepath.Join(dir, "one")+":x"); !strings.Contains(line, "holds 2 images") {
+		t.Errorf("copy of a 2-image archive to one name: %q", line)
+	}
+	c.ok("copy", "docker-archive:"+dockerTar+":busybox:latest", "oci:"+filepath.Join(dir, "one")+":x")
+
 	// imgtool loads both, and stdin, into a fresh store with digests kept.
 	c2 := newCLI(t)
 	c2.ok("load", "-i", dockerTar)

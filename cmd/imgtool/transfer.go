@@ -69,6 +69,9 @@ func (o *globalOptions) transfer(ctx context.Context, cmd *cobra.Command, j tran
 	if err != nil {
 		return err
 	}
+	if len(images) > 1 && j.dst.Ref != "" {
+		return fmt.Errorf("%s holds %d images and %s names one: add :REF to the source to pick it", j.src, len(images), j.dst)
+	}
 	dst, err := transport.OpenDestination(ctx, j.dst, env)
 	if err != nil {
 		return err
