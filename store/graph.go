@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -84,4 +85,29 @@ func (s *Store) Size(ctx context.Context, d ocispec.Descriptor) (int64, error) {
 		return nil
 	})
 	return total, err
+}
+
+// ImageManifest resolves d (a manifest, or an index from which the
+// native platform's manifest is taken) to an image manifest.
+func ImageManifest(ctx context.Context, b Blobs, d ocispec.Descriptor) (ocispec.Manifest, error) {
+	raw, err := ReadManifest(ctx, b, d)
+	if err != nil {
+		return ocispec.Manifest{}, err
+	}
+	if manifest.IsIndex(d.MediaType) {
+		var idx ocispec.Index
+		if err := json.Unmarshal(raw, &idx); err != nil {
+			return ocispec.Manifest{}, fmt.Errorf("read index %s: %w", d.Digest, err)
+		}
+		child, err := manifest.Select(idx, manifest.Native())
+		if err != nil {
+			return ocispec.Manifest{}, err
+		}
+		return ImageManifest(ctx, b, child)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return ocispec.Manifest{}, fmt.Errorf("read manifest %s: %w", d.Digest, err)
+	}
+	return m, nil
 }

@@ -2,7 +2,6 @@ package unpack
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -78,29 +77,4 @@ func removeStaging(dir string) {
 		return nil
 	})
 	os.RemoveAll(dir)
-}
-
-// ReadImageManifest resolves d (a manifest, or an index from which the
-// native platform's manifest is taken) to an image manifest.
-func ReadImageManifest(ctx context.Context, b store.Blobs, d ocispec.Descriptor) (ocispec.Manifest, error) {
-	raw, err := store.ReadManifest(ctx, b, d)
-	if err != nil {
-		return ocispec.Manifest{}, err
-	}
-	if manifest.IsIndex(d.MediaType) {
-		var idx ocispec.Index
-		if err := json.Unmarshal(raw, &idx); err != nil {
-			return ocispec.Manifest{}, fmt.Errorf("read index %s: %w", d.Digest, err)
-		}
-		child, err := manifest.Select(idx, manifest.Native())
-		if err != nil {
-			return ocispec.Manifest{}, err
-		}
-		return ReadImageManifest(ctx, b, child)
-	}
-	var m ocispec.Manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return ocispec.Manifest{}, fmt.Errorf("read manifest %s: %w", d.Digest, err)
-	}
-	return m, nil
 }

@@ -54,7 +54,7 @@ func (o *globalOptions) export(ctx context.Context, s *store.Store, loc transpor
 	if err != nil {
 		return err
 	}
-	m, err := unpack.ReadImageManifest(ctx, s, im.Descriptor)
+	m, err := store.ImageManifest(ctx, s, im.Descriptor)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/imgtool/imgtool/manifest"
 	"github.com/imgtool/imgtool/store"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
@@ -44,31 +43,17 @@ func describe(ctx context.Context, s *store.Store, im store.Image) imageInfo {
 // readConfig reads the image config of a manifest, or of the native
 // platform's manifest of an index.
 func readConfig(ctx context.Context, s *store.Store, d ocispec.Descriptor) (ocispec.Image, error) {
-	raw, err := store.ReadManifest(ctx, s, d)
+	m, err := store.ImageManifest(ctx, s, d)
 	if err != nil {
 		return ocispec.Image{}, err
 	}
-	if manifest.IsIndex(d.MediaType) {
-		var idx ocispec.Index
-		if err := json.Unmarshal(raw, &idx); err != nil {
-			return ocispec.Image{}, err
-		}
-		child, err := manifest.Select(idx, manifest.Native())
-		if err != nil {
-			return ocispec.Image{}, err
-		}
-		return readConfig(ctx, s, child)
-	}
-	var m ocispec.Manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return ocispec.Image{}, err
-	}
-	cfgRaw, err := store.ReadManifest(ctx, s, m.Config)
+	raw, err := store.ReadManifest(ctx, s, m.Config)
 	if err != nil {
 		return ocispec.Image{}, err
 	}
+	// Not manifest.ParseConfig: inspect shows what is there, valid or not.
 	var cfg ocispec.Image
-	if err := json.Unmarshal(cfgRaw, &cfg); err != nil {
+	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return ocispec.Image{}, fmt.Errorf("read config %s: %w", m.Config.Digest, err)
 	}
 	return cfg, nil

@@ -36,7 +36,7 @@ set, and device nodes are skipped; what was skipped is listed.`,
 				if err != nil {
 					return err
 				}
-				m, err := unpack.ReadImageManifest(ctx, s, im.Descriptor)
+				m, err := store.ImageManifest(ctx, s, im.Descriptor)
 				if err != nil {
 					return err
 				}
