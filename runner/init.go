@@ -1,0 +1,141 @@
+package runner
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Init is the hidden init's main: it never returns. Call it when IsInit.
+func Init() {
+	os.Exit(initMain())
+}
+
+// setupError carries the status kind a failed step reports.
+type setupError struct {
+	kind string
+	err  error
+}
+
+func (e *setupError) Error() string { return e.err.Error() }
+
+func initMain() int {
+	cfgFile := os.NewFile(3, "config")
+	statusFile := os.NewFile(4, "status")
+	if cfgFile == nil || statusFile == nil {
+		fmt.Fprintln(os.Stderr, "imgtool: the container init must be started by imgtool")
+		return 125
+	}
+	var cfg config
+	// Blocks until the parent has written the id maps.
+	if err := json.NewDecoder(io.LimitReader(cfgFile, 16<<20)).Decode(&cfg); err != nil {
+		report(statusFile, status{Kind: "setup", Msg: "read config: " + err.Error()})
+		return 125
+	}
+	cfgFile.Close()
+	if cfg.Reexec {
+		err := reexec(&cfg)
+		report(statusFile, status{Kind: "setup", Msg: "re-execute the init after mapping ids: " + err.Error()})
+		return 125
+	}
+	// Catch the forwardable signals before anything runs: PID 1 ignores
+	// the ones it has no handler for.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, forwarded...)
+
+	m, err := setupMounts(&cfg)
+	if err != nil {
+		kind := "setup"
+		var se *setupError
+		if errors.As(err, &se) {
+			kind = se.kind
+		}
+		report(statusFile, status{Kind: kind, Msg: err.Error()})
+		return 125
+	}
+	pid, st := startCommand(&cfg)
+	if st.Kind != "ok" {
+		report(statusFile, st)
+		m.cleanup()
+		if st.Code != 0 {
+			return st.Code
+		}
+		return 125
+	}
+	report(statusFile, st)
+	code := supervise(pid, sigs)
+	m.cleanup()
+	return code
+}
+
+func report(f *os.File, st status) {
+	_ = json.NewEncoder(f).Encode(st)
+	f.Close()
+}
+
+// forwarded are the signals passed on to the command. SIGURG is the Go
+// runtime's own and SIGCHLD is the init's business.
+var forwarded = []os.Signal{
+	unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2,
+	unix.SIGWINCH, unix.SIGCONT, unix.SIGALRM, unix.SIGPIPE,
+}
+
+// supervise forwards signals to the command and reaps every process that
+// ends in the namespace (orphans are re-parented to us) until the command
+// itself exits; its status becomes ours.
+func supervise(pid int, sigs <-chan os.Signal) int {
+	go func() {
+		for sig := range sigs {
+			_ = unix.Kill(pid, sig.(syscall.Signal))
+		}
+	}()
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(-1, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			// ECHILD: nothing left to wait for, which cannot happen
+			// before the command is reaped; report it as a failure.
+			return 125
+		}
+		if got != pid {
+			continue
+		}
+		if ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ws.ExitStatus()
+	}
+}
+
+// reexec starts the init again, now that its uid is mapped, so that the
+// kernel grants it the namespace's capabilities (an exec by an unmapped
+// uid drops them all). The config goes to the new image on descriptor 3.
+func reexec(cfg *config) error {
+	cfg.Reexec = false
+	fd, err := unix.MemfdCreate("imgtool-runner-config", 0)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), "config")
+	if err := json.NewEncoder(f).Encode(cfg); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if fd != 3 {
+		if err := unix.Dup3(fd, 3, 0); err != nil {
+			return err
+		}
+	}
+	return unix.Exec("/proc/self/exe", []string{initArg0}, []string{})
+}
