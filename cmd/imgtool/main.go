@@ -11,9 +11,15 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/imgtool/imgtool/runner"
 )
 
 func main() {
+	if runner.IsInit() {
+		// The container init of `imgtool run` and of build steps.
+		runner.Init()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:])
 	stop()
@@ -28,6 +34,10 @@ func run(ctx context.Context, args []string) int {
 	err := cmd.ExecuteContext(ctx)
 	if err == nil {
 		return 0
+	}
+	var status exitStatus
+	if errors.As(err, &status) {
+		return int(status)
 	}
 	fmt.Fprintf(os.Stderr, "imgtool: %v\n", err)
 	var uerr usageError

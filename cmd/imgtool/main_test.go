@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -50,6 +51,7 @@ type cli struct {
 	t    *testing.T
 	root string
 	env  []string
+	uid  int // when non-zero and the tests run as root, commands run as this uid
 }
 
 func newCLI(t *testing.T) *cli {
@@ -66,6 +68,9 @@ func (c *cli) run(stdin io.Reader, args ...string) result {
 	cmd := exec.Command(binary, append([]string{"--root", c.root, "--progress", "plain"}, args...)...)
 	cmd.Env = append(os.Environ(), c.env...)
 	cmd.Stdin = stdin
+	if c.uid != 0 && os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(c.uid), Gid: uint32(c.uid)}}
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
