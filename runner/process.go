@@ -35,6 +35,15 @@ func startCommand(cfg *config) (int, status) {
 	if err != nil {
 		return 0, status{Kind: "exec", Code: NotFoundExit, Msg: err.Error()}
 	}
+	files := []uintptr{0, 1, 2}
+	if cfg.TTY {
+		slave, err := openConsole(os.NewFile(5, "console"), cfg.Winsize)
+		if err != nil {
+			return 0, status{Kind: "setup", Msg: err.Error()}
+		}
+		defer slave.Close()
+		files = []uintptr{slave.Fd(), slave.Fd(), slave.Fd()}
+	}
 	sys := &syscall.SysProcAttr{
 		Credential: &syscall.Credential{Uid: uint32(u.Uid), Gid: uint32(u.Gid), NoSetGroups: !cfg.SetGroups},
 		Setsid:     true,
@@ -46,7 +55,7 @@ func startCommand(cfg *config) (int, status) {
 		sys.Setctty, sys.Ctty = true, 0
 	}
 	pid, err := syscall.ForkExec(exe, cfg.Args, &syscall.ProcAttr{
-		Dir: cwd, Env: env, Files: []uintptr{0, 1, 2}, Sys: sys,
+		Dir: cwd, Env: env, Files: files, Sys: sys,
 	})
 	if err != nil {
 		code := 126

@@ -34,6 +34,7 @@ type config struct {
 	Mounts    []Mount
 	Hosts     []string
 	TTY       bool
+	Winsize   *winsize
 	State     string // scratch mount point, a tmpfs inside
 	SetGroups bool   // false when setgroups is denied (single-id mapping)
 	Reexec    bool   // the maps were written after the init started
@@ -96,11 +97,21 @@ func Run(ctx context.Context, s Spec, stdio Stdio) (int, error) {
 			return -1, fmt.Errorf("map ids into the user namespace: %w", err)
 		}
 	}
+	if p.term != nil {
+		cfg.Winsize = p.term.size()
+	}
 	if err := json.NewEncoder(p.cfgW).Encode(cfg); err != nil {
 		p.kill()
 		return -1, fmt.Errorf("send config to the container init: %w", err)
 	}
 	p.cfgW.Close()
+	if p.term != nil {
+		// The init sends the terminal before the command starts, or
+		// closes the socket when setup fails before that.
+		if terr := p.term.receive(); terr != nil {
+			p.term.sock.Close()
+		}
+	}
 	st, err := readStatus(p.statusR)
 	if err != nil || st.Kind != "ok" {
 		code := p.wait()
@@ -154,6 +165,7 @@ func start(ctx context.Context, s *Spec, stdio Stdio, mapping idMapping) (*proc,
 	cmd.Args = []string{initArg0}
 	cmd.Env = []string{}
 	cmd.ExtraFiles = []*os.File{cfgR, statusW}
+	var consoleInit *os.File
 	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if s.Network == NetworkNone {
 		flags |= unix.CLONE_NEWNET
@@ -168,20 +180,25 @@ func start(ctx context.Context, s *Spec, stdio Stdio, mapping idMapping) (*proc,
 	}
 	p := &proc{cmd: cmd, cfgW: cfgW, statusR: statusR, done: make(chan struct{})}
 	if s.TTY {
-		if p.term, err = openTerminal(stdio); err != nil {
+		if p.term, consoleInit, err = newTerminal(stdio); err != nil {
 			cfgR.Close()
 			cfgW.Close()
 			statusR.Close()
 			statusW.Close()
 			return nil, err
 		}
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = p.term.slave, p.term.slave, p.term.slave
+		// The init's own diagnostics still reach the caller's stderr.
+		cmd.ExtraFiles = append(cmd.ExtraFiles, consoleInit)
+		cmd.Stderr = stdio.Stderr
 	} else {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
 	}
 	err = cmd.Start()
 	cfgR.Close()
 	statusW.Close()
+	if consoleInit != nil {
+		consoleInit.Close()
+	}
 	if err != nil {
 		cfgW.Close()
 		statusR.Close()
@@ -189,9 +206,6 @@ func start(ctx context.Context, s *Spec, stdio Stdio, mapping idMapping) (*proc,
 			p.term.close()
 		}
 		return nil, usernsError(err)
-	}
-	if p.term != nil {
-		p.term.attach()
 	}
 	return p, nil
 }

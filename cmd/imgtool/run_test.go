@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 )
 
 // runIdentities are the callers `imgtool run` is tested as: the test's
@@ -55,7 +58,7 @@ func importBusybox(t *testing.T, c *cli, ref string, changes ...string) {
 	b, err := os.ReadFile("/bin/busybox")
 	must(t, err)
 	must(t, os.WriteFile(filepath.Join(dir, "bin/busybox"), b, 0o755))
-	for _, a := range []string{"sh", "echo", "cat", "ls", "id", "env", "pwd", "sleep", "touch", "true", "grep", "kill", "hostname"} {
+	for _, a := range []string{"sh", "echo", "cat", "ls", "id", "env", "pwd", "sleep", "touch", "true", "grep", "kill", "hostname", "tty", "stty", "tr"} {
 		must(t, os.Symlink("busybox", filepath.Join(dir, "bin", a)))
 	}
 	must(t, os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"), 0o644))
@@ -197,4 +200,38 @@ func TestRunPullsMissing(t *testing.T) {
 		t.Errorf("the image was not kept in the store: %v", rows)
 	}
 	c.fail(1, "run", reg+"/r/missing:1", "true")
+}
+
+// TestRunTTY runs -it under a pseudo-terminal as a user at a terminal
+// would: the container gets its own terminal of the same size.
+func TestRunTTY(t *testing.T) {
+	c := newCLI(t)
+	importBusybox(t, c, "bb:1")
+	ptmx, tty, err := pty.Open()
+	must(t, err)
+	defer ptmx.Close()
+	must(t, pty.Setsize(ptmx, &pty.Winsize{Rows: 30, Cols: 100}))
+	cmd := exec.Command(binary, "--root", c.root, "run", "-it", "bb:1", "sh", "-c", "tty; stty size; read line; echo got $line")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	must(t, cmd.Start())
+	tty.Close()
+	_, err = ptmx.Write([]byte("typed\r"))
+	must(t, err)
+	done := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(ptmx) // ends with EIO when imgtool exits
+		done <- b
+	}()
+	must(t, cmd.Wait())
+	var out string
+	select {
+	case b := <-done:
+		out = strings.ReplaceAll(string(b), "\r", "")
+	case <-time.After(10 * time.Second):
+		t.Fatal("no output")
+	}
+	if !strings.Contains(out, "/dev/pts/0\n") || !strings.Contains(out, "30 100\n") || !strings.Contains(out, "got typed\n") {
+		t.Errorf("got %q; want the container's own pts, the caller's size and the typed line", out)
+	}
 }
