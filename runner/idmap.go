@@ -3,9 +3,11 @@ package runner
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 
 	mobyuser "github.com/moby/sys/user"
@@ -21,10 +23,31 @@ type idMapping struct {
 	// check /etc/subuid and /etc/subgid), because they give more than the
 	// caller's own id.
 	Helper bool
+	// Root: the caller is root of its namespace and maps what it has.
+	Root bool
 }
 
-// fullRange is the identity map root uses: every id means itself.
-var fullRange = []idRange{{0, 0, 4294967295}}
+// ownRanges returns the ranges of a /proc/self/{uid,gid}_map as identity
+// ranges: what root may pass on unchanged to a child namespace (all ids
+// on a host, only some inside a container).
+func ownRanges(file string) []idRange {
+	ms, err := mobyuser.ParseIDMapFile(file)
+	if err != nil || len(ms) == 0 {
+		return []idRange{{0, 0, 1}}
+	}
+	out := make([]idRange, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, idRange{uint32(m.ID), uint32(m.ID), uint32(m.Count)})
+	}
+	return out
+}
+
+// setgroupsAllowed reports whether this namespace may call setgroups (a
+// parent namespace can deny it for good).
+func setgroupsAllowed() bool {
+	b, err := os.ReadFile("/proc/self/setgroups")
+	return err != nil || strings.TrimSpace(string(b)) != "deny"
+}
 
 // chooseMapping picks the widest mapping the caller may have: identity
 // for root, the caller plus its subordinate range when /etc/subuid and
@@ -32,7 +55,9 @@ var fullRange = []idRange{{0, 0, 4294967295}}
 // alone mapped to 0 (with a notice, since then only root exists inside).
 func chooseMapping(uid, gid int) (idMapping, string) {
 	if uid == 0 {
-		return idMapping{UIDs: fullRange, GIDs: fullRange}, ""
+		// Root keeps every id it has: all of them on a host, those of its
+		// own mapping inside a container.
+		return idMapping{UIDs: ownRanges("/proc/self/uid_map"), GIDs: ownRanges("/proc/self/gid_map"), Root: true}, ""
 	}
 	self := idMapping{UIDs: []idRange{{0, uint32(uid), 1}}, GIDs: []idRange{{0, uint32(gid), 1}}}
 	names := []string{strconv.Itoa(uid)}
@@ -102,4 +127,9 @@ func runHelper(name string, pid int, rs []idRange) error {
 		return fmt.Errorf("%s: %w: %s", name, err, bytes.TrimSpace(out))
 	}
 	return nil
+}
+
+// setGroups reports whether the container may set supplementary groups.
+func (m idMapping) setGroups() bool {
+	return m.Helper || (m.Root && setgroupsAllowed())
 }

@@ -81,7 +81,7 @@ func Run(ctx context.Context, s Spec, stdio Stdio) (int, error) {
 	cfg := config{
 		Dir: s.Dir, Rootfs: s.Rootfs, Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User,
 		Hostname: hostname, Network: s.Network, Mounts: s.Mounts, Hosts: s.Hosts, TTY: s.TTY,
-		State: state, SetGroups: mapping.Helper || os.Geteuid() == 0,
+		State: state, SetGroups: mapping.setGroups(),
 	}
 	p, err := start(ctx, &s, stdio, mapping)
 	if err != nil {
@@ -176,7 +176,7 @@ func start(ctx context.Context, s *Spec, stdio Stdio, mapping idMapping) (*proc,
 		// as root of its namespace with every capability there.
 		cmd.SysProcAttr.UidMappings = sysMap(mapping.UIDs)
 		cmd.SysProcAttr.GidMappings = sysMap(mapping.GIDs)
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = os.Geteuid() == 0
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = mapping.setGroups()
 	}
 	p := &proc{cmd: cmd, cfgW: cfgW, statusR: statusR, done: make(chan struct{})}
 	if s.TTY {

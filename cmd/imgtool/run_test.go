@@ -235,3 +235,24 @@ func TestRunTTY(t *testing.T) {
 		t.Errorf("got %q; want the container's own pts, the caller's size and the typed line", out)
 	}
 }
+
+// TestRunInsideUserNamespace runs imgtool as root of a user namespace
+// that maps only one id, as in an unprivileged CI container: it must map
+// what it has rather than the whole range.
+func TestRunInsideUserNamespace(t *testing.T) {
+	c := newCLI(t)
+	if os.Geteuid() == 0 {
+		c.uid = nobody
+		openUp(t, c.root)
+		must(t, os.Chown(c.root, nobody, nobody))
+	}
+	importBusybox(t, c, "bb:1")
+	cmd := exec.Command("unshare", "--user", "--map-root-user", binary, "--root", c.root, "run", "bb:1", "sh", "-c", "id -u; cat /proc/self/uid_map")
+	if c.uid != 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	}
+	out, err := cmd.CombinedOutput()
+	if f := strings.Fields(string(out)); err != nil || len(f) != 4 || f[0] != "0" || f[3] != "1" {
+		t.Fatalf("got %q, %v; want uid 0 with a one-id map", out, err)
+	}
+}
