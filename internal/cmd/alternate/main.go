@@ -26,6 +26,7 @@ type column struct {
 func main() {
 	rounds := flag.Int("n", 20, "rounds")
 	warmup := flag.Int("warmup", 2, "untimed rounds first")
+	vs := flag.String("vs", "", "column the ratios are relative to (default: the first)")
 	flag.Parse()
 	var cols []*column
 	for _, a := range flag.Args() {
@@ -52,7 +53,14 @@ func main() {
 			}
 		}
 	}
-	base := median(cols[0].times)
+	baseCol := cols[0]
+	for _, c := range cols {
+		if c.name == *vs {
+			baseCol = c
+		}
+	}
+	base := median(baseCol.times)
+	fmt.Printf("%d rounds; ratio = column median / %s median\n", *rounds, baseCol.name)
 	fmt.Printf("%-12s %12s %12s %12s %8s\n", "column", "median", "min", "max", "ratio")
 	for _, c := range cols {
 		m := median(c.times)

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# bench/run.sh: a warm `imgtool run IMAGE /bin/true` as an unprivileged
+# user (uid 65534), side by side with
+#   floor:  unshare --user --map-root-user --mount --pid --fork --mount-proc chroot ROOTFS /bin/true
+#   crun:   crun run of the same rootfs as a bundle from `runc spec --rootless`
+#   podman: rootless podman run --rm --network none of the same image
+# in alternated rounds (ROUNDS, default 30), printing medians and ratios.
+#
+# Needs root: it drops to uid 65534 itself, inside a private mount
+# namespace with an empty read-only tmpfs over /sys/fs/cgroup/unified,
+# because crun refuses to start on hybrid cgroup hosts otherwise (imgtool
+# uses no cgroups and needs no such thing). Installs Debian's crun, runc
+# and podman when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-30}
+if [ "$(id -u)" != 0 ]; then
+	echo "bench/run.sh: run it as root; it drops to uid 65534 for the measurements" >&2
+	exit 1
+fi
+for p in crun runc podman; do
+	if ! command -v "$p" >/dev/null; then
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq crun runc podman >/dev/null
+		break
+	fi
+done
+
+W=$(mktemp -d /tmp/imgtool-bench-run.XXXXXX)
+cleanup() {
+	# podman leaves a pause process holding its user namespace.
+	if [ -f "$W/run/libpod/tmp/pause.pid" ]; then
+		kill "$(cat "$W/run/libpod/tmp/pause.pid")" 2>/dev/null || true
+	fi
+	rm -rf "$W"
+}
+trap cleanup EXIT
+chmod 755 "$W"
+export PATH=/usr/local/go/bin:$PATH
+go build -o "$W/imgtool" ./cmd/imgtool
+go build -o "$W/alternate" ./internal/cmd/alternate
+
+mkdir -p "$W/src/bin" "$W/src/etc" "$W/run" "$W/bundle"
+cp /bin/busybox "$W/src/bin/"
+for a in sh true; do ln -s busybox "$W/src/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' >"$W/src/etc/passwd"
+chown -R 65534:65534 "$W"
+nobody() {
+	setpriv --reuid 65534 --regid 65534 --clear-groups \
+		env HOME="$W" XDG_RUNTIME_DIR="$W/run" PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"
+}
+img() { nobody "$W/imgtool" --root "$W/root" --progress quiet "$@"; }
+img import "$W/src" -t bench:1 >/dev/null
+img unpack bench:1 "$W/bundle/rootfs" 2>/dev/null
+(cd "$W/bundle" && nobody runc spec --rootless)
+sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"\/bin\/true"/' "$W/bundle/config.json"
+img save -o "$W/bench.tar" bench:1 >/dev/null
+nobody podman load -q -i "$W/bench.tar" >/dev/null 2>&1
+# Its pause process was made outside the masked mount namespace: the
+# measured runs must make their own inside it.
+kill "$(cat "$W/run/libpod/tmp/pause.pid")" 2>/dev/null || true
+
+echo "warm run of /bin/true as uid 65534, $(nproc) cores, $(uname -r)"
+unshare --mount sh -c '
+	mount -t tmpfs -o ro tmpfs /sys/fs/cgroup/unified
+	exec setpriv --reuid 65534 --regid 65534 --clear-groups env HOME="$1" XDG_RUNTIME_DIR="$1/run" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+		"$1/alternate" -n "$2" -vs imgtool \
+		floor="unshare --user --map-root-user --mount --pid --fork --mount-proc chroot $1/bundle/rootfs /bin/true" \
+		imgtool="$1/imgtool --root $1/root run bench:1 /bin/true" \
+		crun="crun --root $1/crun run --bundle $1/bundle bench" \
+		podman="podman run --rm --network none bench:1 /bin/true"
+' sh "$W" "$ROUNDS" 2>&1 | grep -v 'level=\(warning\|error\)'
+echo "targets: imgtool at most 3x floor (floor ratio >= 0.33), at most 0.75x crun (crun ratio >= 1.33), podman ratio >= 10"
