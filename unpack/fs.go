@@ -100,8 +100,15 @@ func (a *applier) removeAt(parent int, name string) error {
 	if !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
-	// A directory the layer may have made read-only: let us empty it.
-	unix.Fchmodat(parent, name, 0o700, 0)
+	// A directory the layer may have made read-only: let us empty it. Only
+	// a directory: a file of the cache may be a hard link to a parent
+	// chain's inode, which no layer may change.
+	dfd, derr := unix.Openat(parent, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if derr != nil {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", dfd), 0o700)
+	unix.Close(dfd)
 	fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("remove %s: %w", name, err)

@@ -1,0 +1,285 @@
+package unpack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/imgtool/imgtool/manifest"
+	"github.com/imgtool/imgtool/store"
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
+	"golang.org/x/sys/unix"
+)
+
+// Cache holds the flattened filesystem of every chain of layers it was
+// asked for, keyed by chain ID (image-spec: the chain ID of layers 0..n
+// names the tree they make together), so that each layer is applied once
+// per chain and images sharing a base share its entries. On disk:
+//
+//	dir/                   0700: privileged entries hold setuid files of root
+//	  root/                entries made with chown (one tree per ownership mode:
+//	  rootless/            owners set, or recorded in the user.rootlesscontainers xattr)
+//	    chains/<hex>/      a chain's filesystem, published by rename; read-only by contract
+//	    locks/<hex>        its flock: exclusive while built or pruned, shared while leased
+//	    staging/<hex>-…/   a chain being built, or removed by Prune
+//	    empty/             the filesystem of an image without layers
+//
+// A child chain is a clone of its parent's entry with regular files
+// hard-linked, which is safe because Apply never writes into an inode it
+// did not create in the same layer.
+type Cache struct {
+	dir string
+	o   Options
+	t   tree
+}
+
+// Lease is a chain's directory held against Prune until Release.
+type Lease struct {
+	// Dir is the chain's filesystem. Callers mount it as an overlay lower
+	// directory or Clone it; they never write into it.
+	Dir     string
+	ChainID digest.Digest
+	// Applied is what this call applied (nothing on a cache hit).
+	Applied Report
+	lock    *flock
+}
+
+// Release lets Prune remove the chain again. It is idempotent.
+func (l *Lease) Release() error {
+	if l == nil || l.lock == nil {
+		return nil
+	}
+	err := l.lock.close()
+	l.lock = nil
+	return err
+}
+
+// errGone is a chain pruned between finding and leasing it.
+var errGone = errors.New("chain was pruned meanwhile")
+
+// maxRootfsTries bounds the rebuilds when Prune keeps removing a chain
+// that Rootfs was about to lease.
+const maxRootfsTries = 8
+
+// OpenCache opens (creating it) the cache under dir for o's ownership
+// mode, and removes what killed processes left being built.
+func OpenCache(ctx context.Context, dir string, o Options) (*Cache, error) {
+	if os.Geteuid() != 0 {
+		o.Rootless = true // as Apply does
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open unpack cache %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open unpack cache %s: %w", dir, err)
+	}
+	c := &Cache{dir: dir, o: o, t: tree(filepath.Join(dir, modeDir(o.Rootless)))}
+	for _, sub := range []string{"chains", "locks", "staging", "empty"} {
+		if err := os.MkdirAll(filepath.Join(string(c.t), sub), 0o755); err != nil {
+			return nil, fmt.Errorf("open unpack cache %s: %w", dir, err)
+		}
+	}
+	if err := c.t.cleanStaging(ctx); err != nil {
+		return nil, fmt.Errorf("open unpack cache %s: %w", dir, err)
+	}
+	return c, nil
+}
+
+func modeDir(rootless bool) string {
+	if rootless {
+		return "rootless"
+	}
+	return "root"
+}
+
+// Rootfs makes sure every chain of layers is in the cache, building each
+// missing one from its parent's entry, and returns a lease on the top
+// chain's directory. Several processes may ask for the same chains at once:
+// one builds a chain while the others wait for it. An image without layers
+// gets an empty directory.
+func (c *Cache) Rootfs(ctx context.Context, b store.Blobs, layers []manifest.LayerDesc) (*Lease, error) {
+	if len(layers) == 0 {
+		return &Lease{Dir: filepath.Join(string(c.t), "empty")}, nil
+	}
+	diffIDs := make([]digest.Digest, len(layers))
+	for i, l := range layers {
+		if err := l.DiffID.Validate(); err != nil {
+			return nil, fmt.Errorf("unpack layer %s: diffID: %w", l.Digest, err)
+		}
+		diffIDs[i] = l.DiffID
+	}
+	chains := identity.ChainIDs(diffIDs)
+	for range maxRootfsTries {
+		l, err := c.rootfs(ctx, b, layers, chains)
+		if !errors.Is(err, errGone) {
+			return l, err
+		}
+	}
+	return nil, fmt.Errorf("unpack chain %s: it kept being pruned while being built", chains[len(chains)-1])
+}
+
+func (c *Cache) rootfs(ctx context.Context, b store.Blobs, layers []manifest.LayerDesc, chains []digest.Digest) (*Lease, error) {
+	// The deepest chain present, leased so that Prune spares it while its
+	// children are built from it.
+	var parent *Lease
+	i := len(chains) - 1
+	for ; i >= 0; i-- {
+		l, err := c.t.lease(ctx, chains[i])
+		if err != nil {
+			return nil, err
+		}
+		if l != nil {
+			parent = l
+			break
+		}
+	}
+	var applied Report
+	for j := i + 1; j < len(chains); j++ {
+		next, err := c.build(ctx, b, layers[j], chains[j], parent)
+		parent.Release()
+		if err != nil {
+			return nil, err
+		}
+		applied = addReport(applied, next.Applied)
+		parent = next
+	}
+	parent.Applied = applied
+	return parent, nil
+}
+
+func addReport(a, b Report) Report {
+	a.Entries += b.Entries
+	a.Bytes += b.Bytes
+	a.Warnings = append(a.Warnings, b.Warnings...)
+	return a
+}
+
+// build makes chain (layer l over parent, nil for a first layer) unless
+// another process made it meanwhile, and leases it.
+func (c *Cache) build(ctx context.Context, b store.Blobs, l manifest.LayerDesc, chain digest.Digest, parent *Lease) (*Lease, error) {
+	lk, err := lockFile(ctx, c.t.lockPath(chain), unix.LOCK_EX, true)
+	if err != nil {
+		return nil, fmt.Errorf("unpack chain %s: %w", chain, err)
+	}
+	final := c.t.chainDir(chain)
+	var rep Report
+	if _, err := os.Lstat(final); errors.Is(err, os.ErrNotExist) {
+		rep, err = c.make(ctx, b, l, chain, parent)
+		if err != nil {
+			lk.close()
+			return nil, err
+		}
+	} else if err != nil {
+		lk.close()
+		return nil, fmt.Errorf("unpack chain %s: %w", chain, err)
+	}
+	// flock converts by dropping and retaking, so Prune may slip in
+	// between: check the chain is still there once shared.
+	if err := lk.lock(ctx, unix.LOCK_SH, true); err != nil {
+		lk.close()
+		return nil, fmt.Errorf("unpack chain %s: %w", chain, err)
+	}
+	if _, err := os.Lstat(final); err != nil {
+		lk.close()
+		return nil, fmt.Errorf("unpack chain %s: %w", chain, errGone)
+	}
+	return &Lease{Dir: final, ChainID: chain, Applied: rep, lock: lk}, nil
+}
+
+// make applies l over a clone of parent in a staging directory and
+// publishes it by rename. The caller holds the chain's lock exclusively.
+func (c *Cache) make(ctx context.Context, b store.Blobs, l manifest.LayerDesc, chain digest.Digest, parent *Lease) (Report, error) {
+	stage, err := c.t.stagingDir(chain)
+	if err != nil {
+		return Report{}, fmt.Errorf("unpack chain %s: %w", chain, err)
+	}
+	if parent == nil {
+		err = os.Mkdir(stage, 0o755)
+	} else {
+		err = Clone(ctx, parent.Dir, stage, true)
+	}
+	if err != nil {
+		removeStaging(stage)
+		return Report{}, fmt.Errorf("unpack chain %s: %w", chain, err)
+	}
+	rep, err := applyBlob(ctx, b, stage, l, c.o)
+	if err == nil {
+		err = publish(stage, c.t.chainDir(chain))
+	}
+	if err != nil {
+		removeStaging(stage)
+		return rep, fmt.Errorf("unpack chain %s: %w", chain, err)
+	}
+	return rep, nil
+}
+
+// publish makes the staged tree durable, then visible under final: after
+// a crash a chain is whole or absent.
+func publish(stage, final string) error {
+	fd, err := unix.Open(stage, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	err = unix.Syncfs(fd)
+	unix.Close(fd)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", stage, err)
+	}
+	if err := os.Rename(stage, final); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(final))
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// tree is one ownership mode's part of the cache.
+type tree string
+
+func (t tree) chainDir(d digest.Digest) string {
+	return filepath.Join(string(t), "chains", d.Encoded())
+}
+
+func (t tree) lockPath(d digest.Digest) string {
+	return filepath.Join(string(t), "locks", d.Encoded())
+}
+
+// stagingDir names a fresh staging directory for chain; its name starts
+// with the chain's hex so that cleanStaging knows which lock guards it.
+func (t tree) stagingDir(chain digest.Digest) (string, error) {
+	var r [6]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", err
+	}
+	return filepath.Join(string(t), "staging", chain.Encoded()+"-"+hex.EncodeToString(r[:])), nil
+}
+
+// lease leases chain if it is in the cache (nil if not), waiting while
+// another process builds it.
+func (t tree) lease(ctx context.Context, chain digest.Digest) (*Lease, error) {
+	lk, err := lockFile(ctx, t.lockPath(chain), unix.LOCK_SH, true)
+	if err != nil {
+		return nil, fmt.Errorf("unpack chain %s: %w", chain, err)
+	}
+	dir := t.chainDir(chain)
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		lk.close()
+		return nil, nil
+	} else if err != nil {
+		lk.close()
+		return nil, fmt.Errorf("unpack chain %s: %w", chain, err)
+	}
+	return &Lease{Dir: dir, ChainID: chain, lock: lk}, nil
+}
