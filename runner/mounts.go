@@ -57,7 +57,7 @@ func setupMounts(cfg *config) (*mounts, error) {
 	if err := pivot(root); err != nil {
 		return nil, err
 	}
-	if cfg.Rootfs == ReadOnly {
+	if cfg.ReadOnly {
 		if err := remountReadOnly("/"); err != nil {
 			return nil, fmt.Errorf("make the root filesystem read-only: %w", err)
 		}
@@ -74,9 +74,8 @@ func setupMounts(cfg *config) (*mounts, error) {
 }
 
 // mountRootfs mounts cfg.Dir at root: bound as it is when Writable, else
-// as the lower layer of an overlay (made read-only after the pivot for
-// ReadOnly), so that neither the command nor the mount points the init
-// creates ever reach cfg.Dir.
+// as the lower layer of an overlay, so that neither the command nor the
+// mount points the init creates ever reach cfg.Dir.
 func mountRootfs(cfg *config, root string) error {
 	if cfg.Rootfs == Writable {
 		if err := unix.Mount(cfg.Dir, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {

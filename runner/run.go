@@ -25,6 +25,7 @@ func IsInit() bool { return len(os.Args) > 0 && os.Args[0] == initArg0 }
 type config struct {
 	Dir       string
 	Rootfs    Rootfs
+	ReadOnly  bool
 	Args      []string
 	Env       []string
 	Cwd       string
@@ -79,7 +80,7 @@ func Run(ctx context.Context, s Spec, stdio Stdio) (int, error) {
 		hostname = randomHostname()
 	}
 	cfg := config{
-		Dir: s.Dir, Rootfs: s.Rootfs, Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User,
+		Dir: s.Dir, Rootfs: s.Rootfs, ReadOnly: s.ReadOnly, Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User,
 		Hostname: hostname, Network: s.Network, Mounts: s.Mounts, Hosts: s.Hosts, TTY: s.TTY,
 		State: state, SetGroups: mapping.setGroups(),
 	}

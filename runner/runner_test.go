@@ -126,7 +126,7 @@ func TestWritableRootfs(t *testing.T) {
 
 func TestReadOnlyRootfs(t *testing.T) {
 	dir := newRootfs(t)
-	r := run(t, runner.Spec{Dir: dir, Rootfs: runner.ReadOnly, Args: sh("touch /data/x 2>/dev/null && echo wrote; echo ok > /dev/shm/y && cat /dev/shm/y")})
+	r := run(t, runner.Spec{Dir: dir, ReadOnly: true, Args: sh("touch /data/x 2>/dev/null && echo wrote; echo ok > /dev/shm/y && cat /dev/shm/y")})
 	if r.err != nil || r.stdout != "ok\n" {
 		t.Fatalf("got %q %v %q: / must be read-only, /dev/shm writable", r.stdout, r.err, r.stderr)
 	}

@@ -29,8 +29,6 @@ const (
 	// Writable bind-mounts Dir itself: the process's changes stay in Dir
 	// (build steps use this and diff Dir afterwards).
 	Writable
-	// ReadOnly bind-mounts Dir read-only.
-	ReadOnly
 )
 
 // Mount is a bind mount of a host path, or a tmpfs when Source is empty
@@ -46,6 +44,9 @@ type Mount struct {
 type Spec struct {
 	Dir    string // the root filesystem directory
 	Rootfs Rootfs
+	// ReadOnly makes the root filesystem read-only once the mounts are
+	// in place (with Writable, mount points may still be created in Dir).
+	ReadOnly bool
 	// Args is argv; Args[0] is looked up in the PATH of Env when it has
 	// no slash, as docker does.
 	Args     []string

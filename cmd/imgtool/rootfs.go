@@ -2,47 +2,68 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
+	"github.com/imgtool/imgtool/manifest"
 	"github.com/imgtool/imgtool/runner"
 	"github.com/imgtool/imgtool/store"
 	"github.com/imgtool/imgtool/unpack"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// runRootfs is an image's filesystem prepared for one run.
-type runRootfs struct {
-	dir     string
-	mode    runner.Rootfs
-	release func()
+// openCache opens the unpack cache under the data root, in the ownership
+// mode this user unpacks in.
+func (o *globalOptions) openCache(ctx context.Context) (*unpack.Cache, error) {
+	return unpack.OpenCache(ctx, filepath.Join(o.root, "cache", "unpack"), unpack.Options{Rootless: os.Geteuid() != 0})
 }
 
-// imageRootfs unpacks the image into a private directory under the data
-// root that the run may modify; it is removed on release.
-func (o *globalOptions) imageRootfs(ctx context.Context, s *store.Store, m ocispec.Manifest, mode runner.Rootfs) (*runRootfs, error) {
-	tmp := filepath.Join(o.root, "tmp")
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp(tmp, "run-")
+// leaseRootfs returns the image's filesystem from the unpack cache
+// (unpacking what is missing), held against prune until released.
+func (o *globalOptions) leaseRootfs(ctx context.Context, s *store.Store, layers []manifest.LayerDesc) (*unpack.Lease, error) {
+	c, err := o.openCache(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rootfs := filepath.Join(dir, "rootfs")
-	rep, err := unpack.Image(ctx, s, m, rootfs, unpack.Options{Rootless: os.Geteuid() != 0})
-	for _, w := range rep.Warnings {
+	l, err := c.Rootfs(ctx, s, layers)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range l.Applied.Warnings {
 		fmt.Fprintf(os.Stderr, "warning: %s: %s\n", w.Path, w.Reason)
 	}
+	return l, nil
+}
+
+// runWithRootfs runs spec over the cached filesystem: as the lower layer
+// of an overlay, or, where the kernel refuses overlay in a user
+// namespace, over a private copy that is removed afterwards.
+func (o *globalOptions) runWithRootfs(ctx context.Context, lease *unpack.Lease, spec runner.Spec, stdio runner.Stdio) (int, error) {
+	spec.Dir = lease.Dir
+	spec.StateDir = filepath.Join(o.root, "tmp")
+	if err := os.MkdirAll(spec.StateDir, 0o700); err != nil {
+		return -1, err
+	}
+	// IMGTOOL_NO_OVERLAY=1 takes the copy path on kernels whose overlay
+	// in user namespaces misbehaves (and lets the tests take it).
+	if os.Getenv("IMGTOOL_NO_OVERLAY") != "1" {
+		code, err := runner.Run(ctx, spec, stdio)
+		if !errors.Is(err, runner.ErrNoOverlay) {
+			return code, err
+		}
+	}
+	dir, err := os.MkdirTemp(spec.StateDir, "rootfs-")
 	if err != nil {
-		removeTree(dir)
-		return nil, err
+		return -1, err
 	}
-	if mode == runner.Ephemeral {
-		mode = runner.Writable
+	defer removeTree(dir)
+	copyDir := filepath.Join(dir, "rootfs")
+	if err := unpack.Clone(ctx, lease.Dir, copyDir, false); err != nil {
+		return -1, fmt.Errorf("copy the image's filesystem: %w", err)
 	}
-	return &runRootfs{dir: rootfs, mode: mode, release: func() { removeTree(dir) }}, nil
+	spec.Dir, spec.Rootfs = copyDir, runner.Writable
+	return runner.Run(ctx, spec, stdio)
 }
 
 // removeTree removes a tree whose directories a layer may have made

@@ -107,9 +107,7 @@ func (ro *runOptions) spec(cmd *cobra.Command) (runner.Spec, error) {
 		return s, fmt.Errorf("-w %q: the working directory must be absolute", ro.workdir)
 	}
 	s.Cwd, s.User, s.Hostname, s.TTY = ro.workdir, ro.user, ro.hostname, ro.tty
-	if ro.readOnly {
-		s.Rootfs = runner.ReadOnly
-	}
+	s.ReadOnly = ro.readOnly
 	if ro.tty && ro.interactive {
 		if f, ok := cmd.InOrStdin().(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
 			return s, errors.New("-it: the input device is not a TTY (drop -t)")
@@ -178,12 +176,15 @@ func (o *globalOptions) runImage(ctx context.Context, s *store.Store, ref string
 	}
 	spec.Notice = os.Stderr
 
-	rootfs, err := o.imageRootfs(ctx, s, m, spec.Rootfs)
+	layers, err := manifest.Layers(m, cfg)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", ref, err)
+	}
+	lease, err := o.leaseRootfs(ctx, s, layers)
 	if err != nil {
 		return err
 	}
-	defer rootfs.release()
-	spec.Dir, spec.Rootfs = rootfs.dir, rootfs.mode
+	defer lease.Release()
 
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
@@ -194,7 +195,7 @@ func (o *globalOptions) runImage(ctx context.Context, s *store.Store, ref string
 		stdio.Stdin = os.Stdin
 	}
 	// Signals are forwarded to the container rather than cancelling it.
-	code, err := runner.Run(context.WithoutCancel(ctx), spec, stdio)
+	code, err := o.runWithRootfs(context.WithoutCancel(ctx), lease, spec, stdio)
 	if errors.Is(err, runner.ErrExec) {
 		fmt.Fprintf(os.Stderr, "imgtool: run: %v\n", err)
 		return exitStatus(code)

@@ -72,7 +72,12 @@ func importBusybox(t *testing.T, c *cli, ref string, changes ...string) {
 }
 
 func TestRun(t *testing.T) {
-	for who, c := range runIdentities(t) {
+	ids := runIdentities(t)
+	// The copy path taken where overlay is refused in a user namespace.
+	copyPath := newCLI(t)
+	copyPath.env = append(copyPath.env, "IMGTOOL_NO_OVERLAY=1")
+	ids["copy"] = copyPath
+	for who, c := range ids {
 		t.Run(who, func(t *testing.T) {
 			c.t = t
 			importBusybox(t, c, "bb:1", `ENTRYPOINT ["sh", "-c"]`, `CMD ["echo default"]`, "ENV FOO=image BAR=image", "WORKDIR /work")
