@@ -5,8 +5,10 @@ set -eu
 need=""
 # skopeo: the interoperability tests read and write archives and layouts
 # with it. zstd: the layer tests check that the zstd tool decodes layers.
-# umoci: an independent reader of imported images.
-for pkg in skopeo zstd umoci; do
+# umoci: an independent reader of imported images. busybox-static: the
+# run and build tests make their images from it. uidmap: newuidmap and
+# newgidmap, for the subordinate-id path of imgtool run.
+for pkg in skopeo zstd umoci busybox-static uidmap; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 [ -z "$need" ] && exit 0

@@ -261,3 +261,29 @@ func TestRunInsideUserNamespace(t *testing.T) {
 		t.Fatalf("got %q, %v; want uid 0 with a one-id map", out, err)
 	}
 }
+
+// TestRunSubordinateIDs gives uid 65534 a subordinate range (in a private
+// mount namespace, over the host's /etc/subuid and /etc/subgid) so that
+// imgtool maps it through newuidmap and other users exist inside.
+func TestRunSubordinateIDs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to stand in /etc/subuid for uid 65534; CI runs it")
+	}
+	if _, err := exec.LookPath("newuidmap"); err != nil {
+		t.Fatalf("newuidmap is needed (apt-get install uidmap): %v", err)
+	}
+	c := newCLI(t)
+	c.uid = nobody
+	openUp(t, c.root)
+	must(t, os.Chown(c.root, nobody, nobody))
+	importBusybox(t, c, "bb:1")
+	sub := filepath.Join(t.TempDir(), "subid")
+	must(t, os.WriteFile(sub, []byte("nobody:200000:65536\n"), 0o644))
+	script := `mount --bind "$1" /etc/subuid && mount --bind "$1" /etc/subgid &&
+		exec setpriv --reuid 65534 --regid 65534 --clear-groups "$2" --root "$3" run -u app bb:1 sh -c 'id -u; id -g; cat /proc/self/uid_map'`
+	out, err := exec.Command("unshare", "--mount", "sh", "-c", script, "sh", sub, binary, c.root).CombinedOutput()
+	f := strings.Fields(string(out))
+	if err != nil || len(f) != 8 || f[0] != "1000" || f[1] != "1000" || f[3] != "65534" || f[6] != "200000" {
+		t.Fatalf("got %q, %v; want uid 1000 through a map of 0->65534 and 1->200000", out, err)
+	}
+}
