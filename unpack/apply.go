@@ -154,6 +154,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 type applier struct {
 	root    int
 	o       Options
+	walk    bool // resolve by walkInRoot: the kernel lacks openat2
 	rep     Report
 	created map[string]bool // paths this layer made: whiteouts spare them
 	dirs    []dirMeta       // modes and times applied once children exist
@@ -175,7 +176,7 @@ func newApplier(root string, o Options) (*applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open root %s: %w", root, err)
 	}
-	a := &applier{root: fd, o: o, created: map[string]bool{}}
+	a := &applier{root: fd, o: o, created: map[string]bool{}, walk: forceWalk.Load()}
 	a.cache.fd = -1
 	return a, nil
 }

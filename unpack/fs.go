@@ -13,23 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openInRoot opens rel (a path relative to the root) with every component
-// resolved as if the root were "/": the kernel confines "..", absolute
-// symlinks and magic links (openat2 RESOLVE_IN_ROOT, Linux 5.6).
-func (a *applier) openInRoot(rel string, flags int) (int, error) {
-	if rel == "" {
-		rel = "."
-	}
-	fd, err := unix.Openat2(a.root, rel, &unix.OpenHow{
-		Flags:   uint64(flags | unix.O_CLOEXEC),
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
-	if errors.Is(err, unix.ENOSYS) {
-		return -1, errors.New("the kernel lacks openat2 (Linux 5.6 or later is needed to unpack safely)")
-	}
-	return fd, err
-}
-
 func (a *applier) dropCache() {
 	if a.cache.fd >= 0 {
 		unix.Close(a.cache.fd)

@@ -105,6 +105,16 @@ func TestHostile(t *testing.T) {
 	runCases(t, cases)
 }
 
+// TestHostileWalk runs the corpus and the semantic cases again with paths
+// resolved as on kernels without openat2 (before Linux 5.6).
+func TestHostileWalk(t *testing.T) {
+	unpack.ForceWalk(true)
+	defer unpack.ForceWalk(false)
+	cases := append(pathCases(), whiteoutCases()...)
+	cases = append(cases, limitCases()...)
+	runCases(t, append(cases, semanticCases()...))
+}
+
 func pathCases() []hcase {
 	return []hcase{{
 		name:  "traversal ../../canary",

@@ -44,7 +44,7 @@ func TestAsNobody(t *testing.T) {
 	must(t, os.Mkdir(work, 0o755))
 	must(t, os.Chown(work, id, id))
 
-	cmd := exec.Command(bin, "-test.run", "^(TestHostile|TestSemantics|TestCompressions|TestCache.*|TestClone|TestAsNobody)$",
+	cmd := exec.Command(bin, "-test.run", "^(TestHostile|TestHostileWalk|TestWalkMatchesOpenat2|TestSemantics|TestCompressions|TestCache.*|TestClone|TestAsNobody)$",
 		"-test.count=1", "-test.v", "-test.timeout=5m")
 	cmd.Dir = work
 	cmd.Env = append(os.Environ(), asEnv+"=65534", "TMPDIR="+work, "HOME="+work)
@@ -68,7 +68,7 @@ func TestAsNobody(t *testing.T) {
 		}
 		t.Errorf("the suite as uid %d failed (%v):\n%s", id, err, strings.Join(failed, "\n"))
 	}
-	for _, name := range []string{"TestHostile/", "TestCacheParentUnchanged", "TestCacheKilledBuild", "TestClone"} {
+	for _, name := range []string{"TestHostile/", "TestHostileWalk/", "TestCacheParentUnchanged", "TestCacheKilledBuild", "TestClone"} {
 		if !strings.Contains(out.String(), "--- PASS: "+name) && !strings.Contains(out.String(), "--- FAIL: "+name) {
 			t.Errorf("the suite as uid %d did not run %s:\n%s", id, name, out.String())
 		}

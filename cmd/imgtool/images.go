@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/imgtool/imgtool/store"
+	"github.com/imgtool/imgtool/unpack"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 )
@@ -187,9 +188,12 @@ func newRmiCmd(o *globalOptions) *cobra.Command {
 func newPruneCmd(o *globalOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "prune",
-		Short: "Delete blobs that no image in the local store references",
+		Short: "Delete blobs and unpacked layers that no image in the local store references",
 		Long: `Delete every blob no image of the local store references, and the leftovers of
-interrupted pulls. It waits for other imgtool processes using the store to finish.`,
+interrupted pulls. It waits for other imgtool processes using the store to finish.
+
+Then empty the unpack cache (under ROOT/cache/unpack) of the layer chains no image
+of the store is made of; chains a running container or build uses stay.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.withStore(cmd, func(ctx context.Context, s *store.Store) error {
@@ -198,6 +202,11 @@ interrupted pulls. It waits for other imgtool processes using the store to finis
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "Deleted %d blobs, reclaimed %s\n", rep.Blobs, humanSize(rep.Bytes))
+				freed, err := o.pruneUnpackCache(ctx, s)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Unpack cache: reclaimed %s\n", humanSize(freed))
 				return nil
 			})
 		},
@@ -238,4 +247,26 @@ func inspect(ctx context.Context, cmd *cobra.Command, s *store.Store, ref string
 	enc := json.NewEncoder(cmd.OutOrStdout())
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+// pruneUnpackCache removes the unpack cache's chains that no image of s
+// is made of.
+func (o *globalOptions) pruneUnpackCache(ctx context.Context, s *store.Store) (int64, error) {
+	images, err := s.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	roots := make([]ocispec.Descriptor, len(images))
+	for i, im := range images {
+		roots[i] = im.Descriptor
+	}
+	keep, err := unpack.KeepChains(ctx, s, roots)
+	if err != nil {
+		return 0, err
+	}
+	c, err := unpack.OpenCache(ctx, o.unpackCacheDir(), unpack.Options{})
+	if err != nil {
+		return 0, err
+	}
+	return c.Prune(ctx, keep)
 }

@@ -104,6 +104,12 @@ func (o *globalOptions) openStore(ctx context.Context) (*store.Store, error) {
 	return s, nil
 }
 
+// unpackCacheDir is where unpack.Cache keeps the layer chains of the
+// images run or built.
+func (o *globalOptions) unpackCacheDir() string {
+	return filepath.Join(o.root, "cache", "unpack")
+}
+
 // withStore runs fn with the local store open.
 func (o *globalOptions) withStore(cmd *cobra.Command, fn func(context.Context, *store.Store) error) error {
 	s, err := o.openStore(cmd.Context())

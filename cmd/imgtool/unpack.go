@@ -40,6 +40,11 @@ set, and device nodes are skipped; what was skipped is listed.`,
 				if err != nil {
 					return err
 				}
+				// Straight into DIR, not through the unpack cache: DIR is the
+				// user's to change, so it could not share inodes with the
+				// cache, and copying a cached tree costs as much as unpacking
+				// it on filesystems without reflinks, while the cache would
+				// keep a second copy of the image for nothing but imgtool run.
 				rep, err := unpack.Image(ctx, s, m, args[1], unpack.Options{Rootless: rootless})
 				for _, w := range rep.Warnings {
 					fmt.Fprintf(os.Stderr, "warning: %s: %s\n", w.Path, w.Reason)
