@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -48,6 +49,27 @@ type ImageOptions struct {
 // configs: when it has history, its entries that are not empty layers
 // number the same as its diff_ids.
 func Image(cfg ocispec.Image, layers []LayerDesc, opts ImageOptions) (ImageBlobs, error) {
+	return image(cfg, func(c ocispec.Image) any { return c }, layers, opts)
+}
+
+// DockerImage is Image for a config with the fields Docker keeps beside
+// the OCI ones (Healthcheck, OnBuild, Shell), which a Dockerfile build
+// must not lose. cfg.Config is the runtime config written; the embedded
+// cfg.Image.Config is ignored.
+func DockerImage(cfg dockerspec.DockerOCIImage, layers []LayerDesc, opts ImageOptions) (ImageBlobs, error) {
+	check := cfg.Image
+	check.Config = cfg.Config.ImageConfig
+	return image(check, func(c ocispec.Image) any {
+		out := cfg
+		out.Image = c
+		out.Image.Config = ocispec.ImageConfig{} // shadowed by out.Config in the JSON
+		return out
+	}, layers, opts)
+}
+
+// image checks cfg and encodes what encode makes of it (after defaults
+// are filled in) with the manifest over layers.
+func image(cfg ocispec.Image, encode func(ocispec.Image) any, layers []LayerDesc, opts ImageOptions) (ImageBlobs, error) {
 	if err := checkConfig(cfg); err != nil {
 		return ImageBlobs{}, fmt.Errorf("assemble image: %w", err)
 	}
@@ -78,7 +100,7 @@ func Image(cfg ocispec.Image, layers []LayerDesc, opts ImageOptions) (ImageBlobs
 	if cfg.RootFS.DiffIDs == nil {
 		cfg.RootFS.DiffIDs = []digest.Digest{} // image-spec wants [] for no layers, not null
 	}
-	config, err := newBlob(ocispec.MediaTypeImageConfig, cfg)
+	config, err := newBlob(ocispec.MediaTypeImageConfig, encode(cfg))
 	if err != nil {
 		return ImageBlobs{}, fmt.Errorf("assemble image: %w", err)
 	}

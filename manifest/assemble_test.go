@@ -2,13 +2,16 @@ package manifest_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/imgtool/imgtool/manifest"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -188,5 +191,37 @@ func TestIndex(t *testing.T) {
 				t.Errorf("%s: Select from the index = %v, %v", tc.name, got.Digest, err)
 			}
 		}
+	}
+}
+
+// TestDockerImageKeepsDockerFields: Healthcheck, OnBuild and Shell, which
+// ocispec.Image cannot hold, survive in the config blob, and the runtime
+// config is written once.
+func TestDockerImageKeepsDockerFields(t *testing.T) {
+	cfg := dockerspec.DockerOCIImage{Image: ocispec.Image{
+		Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"},
+		RootFS:   ocispec.RootFS{Type: "layers"},
+	}}
+	cfg.Config.Cmd = []string{"/bin/sh"}
+	cfg.Config.Shell = []string{"/bin/bash", "-c"}
+	cfg.Config.OnBuild = []string{"RUN true"}
+	cfg.Config.Healthcheck = &dockerspec.HealthcheckConfig{Test: []string{"CMD", "true"}, Retries: 3}
+	blobs, err := manifest.DockerImage(cfg, nil, manifest.ImageOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back dockerspec.DockerOCIImage
+	if err := json.Unmarshal(blobs.Config.Data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.Config, cfg.Config) {
+		t.Errorf("config round trip:\n got %+v\nwant %+v", back.Config, cfg.Config)
+	}
+	if n := strings.Count(string(blobs.Config.Data), `"config"`); n != 1 {
+		t.Errorf("config written %d times: %s", n, blobs.Config.Data)
+	}
+	cfg.Platform.OS = ""
+	if _, err := manifest.DockerImage(cfg, nil, manifest.ImageOptions{}); !errors.Is(err, manifest.ErrInvalid) {
+		t.Errorf("config without os: %v, want ErrInvalid", err)
 	}
 }

@@ -1,0 +1,227 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/imgtool/imgtool/layer"
+	"github.com/imgtool/imgtool/manifest"
+	"github.com/imgtool/imgtool/store"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Builder builds images into Store. Its fields are what a build needs
+// from outside; none holds per-build state, so one Builder may run
+// several builds.
+type Builder struct {
+	Store *store.Store
+	// Executor runs RUN steps (nil: a Dockerfile with RUN fails).
+	Executor Executor
+	// TempDir is where each build makes its temporary directory
+	// (build-*), removed when the build ends, whatever the outcome.
+	TempDir string
+	// CacheDir keeps RUN --mount=type=cache directories between builds
+	// ("" : under TempDir, so kept for this build only).
+	CacheDir string
+	// Progress receives plain progress lines (nil: none).
+	Progress io.Writer
+	// Pull fetches an image that FROM or COPY --from names and the store
+	// lacks (nil: such a build fails with a message saying to pull it).
+	Pull func(ctx context.Context, ref string) error
+	// HTTPClient fetches ADD URLs (nil: http.DefaultClient).
+	HTTPClient *http.Client
+}
+
+// Request is one build.
+type Request struct {
+	// ContextDir is the build context.
+	ContextDir string
+	// Dockerfile is the Dockerfile's content; DockerfileName names it in
+	// messages; DockerfilePath, when the Dockerfile is a file, is where
+	// <Dockerfile>.dockerignore is looked for.
+	Dockerfile     []byte
+	DockerfileName string
+	DockerfilePath string
+	// BuildArgs are --build-arg values.
+	BuildArgs map[string]string
+	// Target is the stage to build (default: the last).
+	Target string
+	// Platform must be the native one (zero: native); imgtool does not
+	// emulate other architectures.
+	Platform ocispec.Platform
+	// SourceDateEpoch, when set, makes the image reproducible: every
+	// time in config, history and layers is clamped to it.
+	SourceDateEpoch *time.Time
+	// Labels are added to the final image's config, Annotations to its
+	// manifest.
+	Labels      map[string]string
+	Annotations map[string]string
+	// Compression of new layers (zero: zstd).
+	Compression layer.Compression
+	// Secrets maps a RUN --mount=type=secret id to the host file holding it.
+	Secrets map[string]string
+}
+
+// Result is the built image, its blobs in the store.
+type Result struct {
+	Manifest ocispec.Descriptor // carries the platform
+	Config   ocispec.Descriptor
+}
+
+// Build builds req's target stage and the stages it needs, writes the
+// image's blobs into the store and returns the image; naming it is the
+// caller's. Temporary files go in a build-* directory under TempDir that
+// is removed on return, also when ctx is cancelled.
+func (b *Builder) Build(ctx context.Context, req Request) (Result, error) {
+	if req.DockerfileName == "" {
+		req.DockerfileName = "Dockerfile"
+	}
+	native := manifest.Native()
+	if req.Platform.OS == "" {
+		req.Platform = native
+	}
+	if !manifest.Match(native, req.Platform) {
+		return Result{}, fmt.Errorf("build for %s: only this machine's platform (%s) can be built; imgtool does not emulate others", manifest.FormatPlatform(req.Platform), manifest.FormatPlatform(native))
+	}
+	p, err := parseDockerfile(req.DockerfileName, req.Dockerfile)
+	if err != nil {
+		return Result{}, err
+	}
+	patterns, err := readIgnore(req.ContextDir, req.DockerfilePath)
+	if err != nil {
+		return Result{}, err
+	}
+	bctx, err := newContext(req.ContextDir, patterns)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := os.MkdirAll(b.TempDir, 0o700); err != nil {
+		return Result{}, fmt.Errorf("make temporary directory: %w", err)
+	}
+	tmp, err := os.MkdirTemp(b.TempDir, "build-")
+	if err != nil {
+		return Result{}, fmt.Errorf("make temporary directory: %w", err)
+	}
+	defer removeAll(tmp)
+	r := &buildRun{
+		b: b, req: req, plan: p, context: bctx, tmp: tmp,
+		rootless: os.Geteuid() != 0,
+		progress: &progress{w: b.Progress},
+		stages:   make([]*stageResult, len(p.stages)),
+		images:   map[string]*source{},
+		usedArgs: map[string]bool{},
+	}
+	if r.progress.w == nil {
+		r.progress.w = io.Discard
+	}
+	r.layerOpts = layer.Options{Compression: req.Compression, SourceDateEpoch: req.SourceDateEpoch, Rootless: r.rootless}
+	return r.build(ctx)
+}
+
+// buildRun is the state of one build.
+type buildRun struct {
+	b         *Builder
+	req       Request
+	plan      *plan
+	context   *source
+	tmp       string
+	rootless  bool
+	progress  *progress
+	layerOpts layer.Options
+	meta      *argScope          // ARGs before the first FROM
+	target    int                // the stage to build
+	stages    []*stageResult     // by index; nil until built
+	building  []bool             // stages in progress, to catch cycles
+	images    map[string]*source // images COPY --from unpacked
+	usedArgs  map[string]bool    // --build-args some ARG consumed
+}
+
+func (r *buildRun) build(ctx context.Context) (Result, error) {
+	var err error
+	if r.meta, err = r.metaArgs(); err != nil {
+		return Result{}, err
+	}
+	if r.target, err = r.plan.target(r.req.Target); err != nil {
+		return Result{}, err
+	}
+	order, err := r.plan.needed(r.target, r.meta.expander(r.plan.escape))
+	if err != nil {
+		return Result{}, err
+	}
+	r.building = make([]bool, len(r.plan.stages))
+	for _, i := range order {
+		if _, err := r.stage(ctx, i); err != nil {
+			return Result{}, err
+		}
+	}
+	res, err := r.finish(ctx, r.stages[r.target])
+	if err != nil {
+		return Result{}, err
+	}
+	r.warnUnusedArgs()
+	return res, nil
+}
+
+// stage builds stage i unless it is built, and returns it.
+func (r *buildRun) stage(ctx context.Context, i int) (*stageResult, error) {
+	if s := r.stages[i]; s != nil {
+		return s, nil
+	}
+	if r.building[i] {
+		return nil, fmt.Errorf("%s: stage %s depends on itself", r.plan.file, stageLabel(r.plan.stages[i], i))
+	}
+	r.building[i] = true
+	defer func() { r.building[i] = false }()
+	s, err := r.runStage(ctx, i)
+	if err != nil {
+		return nil, err
+	}
+	r.stages[i] = s
+	return s, nil
+}
+
+// warnUnusedArgs says which --build-args no ARG consumed, as docker does.
+func (r *buildRun) warnUnusedArgs() {
+	var unused []string
+	for k := range r.req.BuildArgs {
+		if !r.usedArgs[k] && !proxyArgs[k] {
+			unused = append(unused, k)
+		}
+	}
+	if len(unused) > 0 {
+		sort.Strings(unused)
+		r.progress.printf("[Warning] One or more build-args [%s] were not consumed\n", strings.Join(unused, " "))
+	}
+}
+
+// tempDir makes a new directory under the build's temporary directory.
+func (r *buildRun) tempDir(prefix string) (string, error) {
+	d, err := os.MkdirTemp(r.tmp, prefix)
+	if err != nil {
+		return "", fmt.Errorf("make temporary directory: %w", err)
+	}
+	return d, nil
+}
+
+// cacheDir is the host directory of RUN --mount=type=cache id.
+func (r *buildRun) cacheDir(id string) (string, error) {
+	base := r.b.CacheDir
+	if base == "" {
+		base = filepath.Join(r.tmp, "cache")
+	}
+	d := filepath.Join(base, cacheKey(id))
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return "", fmt.Errorf("make cache directory for %q: %w", id, err)
+	}
+	return d, nil
+}
+
+var errNoExecutor = errors.New("this build cannot run RUN instructions: no executor is configured")

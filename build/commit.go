@@ -1,0 +1,80 @@
+package build
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/imgtool/imgtool/layer"
+	"github.com/imgtool/imgtool/manifest"
+)
+
+// addLayer makes a layer of the paths w wrote (and the directories above
+// them, as docker's layers hold them), writes it into the store and
+// records the step. A step that wrote nothing is an empty layer in the
+// history, as in docker.
+func (s *stageRun) addLayer(ctx context.Context, w *fsWriter, createdBy string) error {
+	var changes []layer.Change
+	seen := map[string]bool{}
+	for p := range w.written {
+		for q := p; q != "." && q != "" && !seen[q]; q = parentOf(q) {
+			seen[q] = true
+			changes = append(changes, layer.Change{Path: q, Kind: layer.Add})
+		}
+	}
+	return s.writeLayer(ctx, changes, createdBy)
+}
+
+// writeLayer writes changes (in any order) as a layer of the stage.
+func (s *stageRun) writeLayer(ctx context.Context, changes []layer.Change, createdBy string) error {
+	if len(changes) == 0 {
+		s.steps = append(s.steps, manifest.Step{CreatedBy: createdBy})
+		return nil
+	}
+	slices.SortFunc(changes, func(a, b layer.Change) int { return comparePaths(a.Path, b.Path) })
+	bw, err := s.r.b.Store.Writer(ctx)
+	if err != nil {
+		return err
+	}
+	defer bw.Cancel()
+	ld, err := layer.Write(ctx, bw, s.rootfs.root, layer.List(changes), s.r.layerOpts)
+	if err != nil {
+		return err
+	}
+	if ld.Descriptor, err = bw.Commit(ctx, ld.Descriptor); err != nil {
+		return err
+	}
+	s.layers = append(s.layers, ld)
+	s.steps = append(s.steps, manifest.Step{Layer: &ld, CreatedBy: createdBy})
+	return nil
+}
+
+func parentOf(p string) string {
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+// comparePaths orders paths as a depth-first walk in lexical order does,
+// by component ("a/b" before "a.b"), which is the order layer.Write wants
+// (the same rule as the layer package's snapshot diff).
+func comparePaths(a, b string) int {
+	for {
+		ca, ra, moreA := strings.Cut(a, "/")
+		cb, rb, moreB := strings.Cut(b, "/")
+		if c := strings.Compare(ca, cb); c != 0 {
+			return c
+		}
+		switch {
+		case !moreA && !moreB:
+			return 0
+		case !moreA:
+			return -1
+		case !moreB:
+			return 1
+		}
+		a, b = ra, rb
+	}
+}

@@ -1,0 +1,176 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/imgtool/imgtool/manifest"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// defaultPath is the PATH docker gives images that set none.
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// defaultShell runs shell-form instructions when the image sets no SHELL.
+var defaultShell = []string{"/bin/sh", "-c"}
+
+// scratchImage is the config of FROM scratch.
+func scratchImage(p ocispec.Platform) dockerspec.DockerOCIImage {
+	img := dockerspec.DockerOCIImage{Image: ocispec.Image{Platform: p, RootFS: ocispec.RootFS{Type: "layers"}}}
+	img.Config.Env = []string{defaultPath}
+	return img
+}
+
+// cloneImage copies every slice and map of img, so that a stage built on
+// another never changes the other's config.
+func cloneImage(img dockerspec.DockerOCIImage) dockerspec.DockerOCIImage {
+	c := &img.Config
+	c.Env, c.Entrypoint, c.Cmd = slices.Clone(c.Env), slices.Clone(c.Entrypoint), slices.Clone(c.Cmd)
+	c.ExposedPorts, c.Volumes, c.Labels = maps.Clone(c.ExposedPorts), maps.Clone(c.Volumes), maps.Clone(c.Labels)
+	c.Shell, c.OnBuild = slices.Clone(c.Shell), slices.Clone(c.OnBuild)
+	if c.Healthcheck != nil {
+		h := *c.Healthcheck
+		h.Test = slices.Clone(h.Test)
+		c.Healthcheck = &h
+	}
+	img.RootFS.DiffIDs = slices.Clone(img.RootFS.DiffIDs)
+	img.History = slices.Clone(img.History)
+	return img
+}
+
+// shell is the stage's SHELL.
+func (s *stageRun) shell() []string {
+	if len(s.img.Config.Shell) > 0 {
+		return slices.Clone(s.img.Config.Shell)
+	}
+	return slices.Clone(defaultShell)
+}
+
+// commandLine is the argv of a CMD, ENTRYPOINT or RUN: exec form as
+// written, shell form run by SHELL.
+func (s *stageRun) commandLine(c instructions.ShellDependantCmdLine) []string {
+	if !c.PrependShell {
+		return slices.Clone(c.CmdLine)
+	}
+	return append(s.shell(), strings.Join(c.CmdLine, " "))
+}
+
+// configure applies an instruction that only changes the image config,
+// and records it in the history as an empty layer.
+func (s *stageRun) configure(c instructions.Command) error {
+	cfg := &s.img.Config
+	switch c := c.(type) {
+	case *instructions.EnvCommand:
+		for _, kv := range c.Env {
+			cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
+		}
+	case *instructions.LabelCommand:
+		if cfg.Labels == nil {
+			cfg.Labels = map[string]string{}
+		}
+		for _, kv := range c.Labels {
+			cfg.Labels[kv.Key] = kv.Value
+		}
+	case *instructions.ExposeCommand:
+		var ports []string
+		for _, p := range c.Ports {
+			ws, err := s.lex.ProcessWords(p, shell.EnvsFromSlice(s.env()))
+			if err != nil {
+				return fmt.Errorf("expand variables: %w", err)
+			}
+			ports = append(ports, ws...)
+		}
+		if err := s.applyChange("EXPOSE " + strings.Join(ports, " ")); err != nil {
+			return err
+		}
+	case *instructions.StopSignalCommand:
+		if err := s.applyChange("STOPSIGNAL " + c.Signal); err != nil {
+			return err
+		}
+	case *instructions.UserCommand:
+		cfg.User = c.User
+	case *instructions.VolumeCommand:
+		if cfg.Volumes == nil {
+			cfg.Volumes = map[string]struct{}{}
+		}
+		for _, v := range c.Volumes {
+			if v == "" {
+				return fmt.Errorf("VOLUME path is empty")
+			}
+			cfg.Volumes[v] = struct{}{}
+		}
+	case *instructions.CmdCommand:
+		cfg.Cmd = s.commandLine(c.ShellDependantCmdLine)
+		s.cmdSet = true
+	case *instructions.EntrypointCommand:
+		cfg.Entrypoint = s.commandLine(c.ShellDependantCmdLine)
+		if !s.cmdSet {
+			cfg.Cmd = nil // a CMD inherited from the base makes no sense with a new ENTRYPOINT
+		}
+	case *instructions.HealthCheckCommand:
+		h := *c.Health
+		h.Test = slices.Clone(h.Test)
+		cfg.Healthcheck = &h
+	case *instructions.ShellCommand:
+		cfg.Shell = slices.Clone(c.Shell)
+	case *instructions.OnbuildCommand:
+		cfg.OnBuild = append(cfg.OnBuild, c.Expression)
+	case *instructions.MaintainerCommand:
+		s.img.Author = c.Maintainer
+	default:
+		return fmt.Errorf("%s is not supported", c.Name())
+	}
+	s.steps = append(s.steps, manifest.Step{CreatedBy: text(c)})
+	return nil
+}
+
+// applyChange applies one already expanded instruction with manifest's
+// validation (ports, signals), which docker import --change shares.
+func (s *stageRun) applyChange(change string) error {
+	cfg, err := manifest.ApplyChanges(s.img.Config.ImageConfig, []string{change})
+	if err != nil {
+		return err
+	}
+	s.img.Config.ImageConfig = cfg
+	return nil
+}
+
+// workdir sets the working directory and makes it, as docker does, which
+// gives a layer when it did not exist.
+func (s *stageRun) workdir(ctx context.Context, c *instructions.WorkdirCommand) error {
+	if c.Path == "" {
+		return fmt.Errorf("WORKDIR path is empty")
+	}
+	p := c.Path
+	if !path.IsAbs(p) {
+		p = path.Join("/", s.img.Config.WorkingDir, p)
+	}
+	s.img.Config.WorkingDir = path.Clean(p)
+	o, err := s.userOwner()
+	if err != nil {
+		return err
+	}
+	w := newFSWriter(s.rootfs, s.r.rootless)
+	if _, err := w.mkdirAll(s.img.Config.WorkingDir, o); err != nil {
+		return err
+	}
+	return s.addLayer(ctx, w, c.String())
+}
+
+// setEnv replaces variable k in place, keeping the order, or appends it.
+func setEnv(env []string, k, v string) []string {
+	for i, e := range env {
+		if name, _, _ := strings.Cut(e, "="); name == k {
+			env[i] = k + "=" + v
+			return env
+		}
+	}
+	return append(env, k+"="+v)
+}

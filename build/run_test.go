@@ -1,0 +1,168 @@
+package build
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestRunChangesBecomeLayer: RUN really runs (shell and exec form, with
+// ENV and ARG in its environment) and its changes, deletions included,
+// are its layer.
+func TestRunChangesBecomeLayer(t *testing.T) {
+	s := baseStore(t)
+	res, out, err := testBuild(t, s, t.TempDir(), `FROM base:1
+ARG GREETING=hello
+ENV TARGET=world
+WORKDIR /work
+RUN echo "$GREETING $TARGET" > greeting && mkdir -p sub && echo x > sub/x && rm /etc/group
+RUN ["/bin/sh", "-c", "echo exec form > exec.txt; echo streamed output"]
+`, nil)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "streamed output") || !strings.Contains(out, "[stage-0 5/6] RUN echo") || !strings.Contains(out, "DONE") {
+		t.Errorf("progress:\n%s", out)
+	}
+	files := layerFiles(t, s, res, -2)
+	if f := files["work/greeting"]; f.data != "hello world\n" || f.hdr.Uid != 0 {
+		t.Errorf("greeting: %q uid %v", f.data, f.hdr)
+	}
+	if _, ok := files["work/sub/x"]; !ok {
+		t.Errorf("no sub/x in %v", keys(files))
+	}
+	if _, ok := files["etc/.wh.group"]; !ok {
+		t.Errorf("no whiteout for /etc/group in %v", keys(files))
+	}
+	if _, ok := files["proc"]; ok {
+		t.Error("the executor's /proc mount point is in the layer")
+	}
+	if f := layerFiles(t, s, res, -1)["work/exec.txt"]; f.data != "exec form\n" {
+		t.Errorf("exec form wrote %q", f.data)
+	}
+}
+
+// TestRunFailure: a failing RUN names the command, its exit status and
+// the tail of its output.
+func TestRunFailure(t *testing.T) {
+	s := baseStore(t)
+	_, out, err := testBuild(t, s, t.TempDir(), "FROM base:1\nRUN echo before; echo oops >&2; exit 3\n", nil)
+	if err == nil {
+		t.Fatal("build succeeded")
+	}
+	for _, want := range []string{"Dockerfile:2", `"/bin/sh -c echo before; echo oops >&2; exit 3"`, "exit code: 3", "oops"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if !strings.Contains(out, "ERROR") {
+		t.Errorf("progress does not show the error:\n%s", out)
+	}
+}
+
+// TestMultiStage: COPY --from a named stage, FROM an earlier stage,
+// --target, and stages the target does not need are not built.
+func TestMultiStage(t *testing.T) {
+	s := baseStore(t)
+	df := `FROM base:1 AS build
+RUN echo built > /artifact
+FROM base:1 AS unused
+RUN exit 1
+FROM build AS extended
+RUN echo more >> /artifact
+FROM scratch
+COPY --from=extended /artifact /out/artifact
+COPY --from=0 /bin/busybox /bin/
+`
+	res, out, err := testBuild(t, s, t.TempDir(), df, nil)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "[unused") {
+		t.Errorf("the unused stage was built:\n%s", out)
+	}
+	if f := layerFiles(t, s, res, 0)["out/artifact"]; f.data != "built\nmore\n" {
+		t.Errorf("artifact %q", f.data)
+	}
+	if f := layerFiles(t, s, res, 1)["bin/busybox"]; f.hdr == nil || f.hdr.Mode != 0o755 {
+		t.Errorf("busybox: %+v", f.hdr)
+	}
+	res, _, err = testBuild(t, s, t.TempDir(), df, func(r *Request) { r.Target = "build" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := layerCount(t, s, res); n != 2 {
+		t.Errorf("--target build: %d layers", n)
+	}
+	if _, _, err := testBuild(t, s, t.TempDir(), df, func(r *Request) { r.Target = "nope" }); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("unknown target: %v", err)
+	}
+}
+
+// TestCopyErrors: a missing source, an ignored one and an unknown stage
+// say which.
+func TestCopyErrors(t *testing.T) {
+	s := baseStore(t)
+	ctx := contextDir(t, map[string]string{"a.txt": "a", "secret.key": "k", ".dockerignore": "*.key\n"})
+	for _, tc := range []struct{ df, want string }{
+		{"FROM base:1\nCOPY missing.txt /\n", `Dockerfile:2: COPY missing.txt /: "missing.txt" not found in the build context`},
+		{"FROM base:1\nCOPY secret.key /\n", "excluded by .dockerignore"},
+		{"FROM base:1\nCOPY *.go /\n", `"*.go" not found`},
+		{"FROM base:1\nCOPY --from=nowhere /x /\n", "--from=nowhere is neither a stage"},
+		{"FROM base:1\nCOPY a.txt .dockerignore /dst\n", "must be a directory"},
+		{"FROM ${NOPE}\n", "the base image name \"${NOPE}\" is empty"},
+		{"FROM base:1\nRUN --mount=type=secret,id=tok,required cat /run/secrets/tok\n", `secret "tok" is required`},
+		{"FROM base:1\nFROOM x\n", "Dockerfile:2: FROOM x: unknown instruction: FROOM"},
+		{"FROM --platform=linux/s390x base:1\n", "only this machine's platform"},
+	} {
+		_, _, err := testBuild(t, s, ctx, tc.df, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.df, err, tc.want)
+		}
+	}
+}
+
+// TestRunMounts: cache mounts persist between RUNs and stay out of the
+// layer; bind mounts of the context honour .dockerignore; secrets are
+// readable and not kept; tmpfs is empty.
+func TestRunMounts(t *testing.T) {
+	s := baseStore(t)
+	ctx := contextDir(t, map[string]string{"src/a.txt": "from context", "src/b.key": "ignored", ".dockerignore": "**/*.key\n"})
+	secret := filepath.Join(t.TempDir(), "tok")
+	if err := os.WriteFile(secret, []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, out, err := testBuild(t, s, ctx, `FROM base:1
+RUN --mount=type=cache,target=/cache echo one > /cache/f
+RUN --mount=type=cache,target=/cache --mount=type=bind,source=src,target=/mnt cat /cache/f /mnt/a.txt > /seen; ls /mnt > /listing
+RUN --mount=type=secret,id=tok cat /run/secrets/tok > /secret-copy
+RUN --mount=type=secret,id=tok,env=TOK echo "$TOK" > /secret-env
+RUN --mount=type=tmpfs,target=/scratch touch /scratch/x; ls /scratch > /tmpfs-listing
+`, func(r *Request) { r.Secrets = map[string]string{"tok": secret} })
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	if f := imageFile(t, s, res, "seen"); f.data != "one\nfrom context" {
+		t.Errorf("/seen = %q", f.data)
+	}
+	if f := imageFile(t, s, res, "listing"); f.data != "a.txt\n" {
+		t.Errorf("bind mount shows %q", f.data)
+	}
+	if f := imageFile(t, s, res, "secret-copy"); f.data != "s3cret" {
+		t.Errorf("secret %q", f.data)
+	}
+	if f := imageFile(t, s, res, "secret-env"); f.data != "s3cret\n" {
+		t.Errorf("secret env %q", f.data)
+	}
+	if f := imageFile(t, s, res, "tmpfs-listing"); f.data != "x\n" {
+		t.Errorf("tmpfs listing %q", f.data)
+	}
+	for i := 1; i < layerCount(t, s, res); i++ {
+		for p := range layerFiles(t, s, res, i) {
+			if strings.HasPrefix(p, "cache") || strings.HasPrefix(p, "mnt") || strings.HasPrefix(p, "run") || strings.HasPrefix(p, "scratch") {
+				t.Errorf("layer %d holds mount point %s", i, p)
+			}
+		}
+	}
+}

@@ -1,0 +1,254 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/imgtool/imgtool/manifest"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// stageResult is a built stage: its image (blobs in the store) and its
+// root filesystem, which later COPY --from read.
+type stageResult struct {
+	img    dockerspec.DockerOCIImage
+	layers []manifest.LayerDesc
+	desc   ocispec.Descriptor // manifest
+	config ocispec.Descriptor
+	rootfs *tree
+}
+
+// stageRun is the state of a stage while its instructions run.
+type stageRun struct {
+	r      *buildRun
+	idx    int
+	label  string
+	pos    int // instruction number, FROM being 1
+	total  int
+	rootfs *tree
+	img    dockerspec.DockerOCIImage
+	layers []manifest.LayerDesc
+	steps  []manifest.Step
+	args   *argScope
+	cmdSet bool // CMD set in this stage, which ENTRYPOINT must not clear
+	lex    *shell.Lex
+}
+
+func stageLabel(s instructions.Stage, i int) string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return "stage-" + strconv.Itoa(i)
+}
+
+func errCycle(p *plan, i int) error {
+	return fmt.Errorf("%s: stage %s depends on itself (through FROM or --from)", p.file, stageLabel(p.stages[i], i))
+}
+
+// runStage builds stage i: its base, ONBUILD triggers, then instructions.
+func (r *buildRun) runStage(ctx context.Context, i int) (*stageResult, error) {
+	st := &r.plan.stages[i]
+	s := &stageRun{r: r, idx: i, label: stageLabel(*st, i), pos: 1, args: newArgScope(), lex: shell.NewLex(r.plan.escape)}
+	fromLine := fmt.Sprintf("%s:%d: %s", r.plan.file, rangeLine(st.Location), firstLine(st.SourceCode))
+	base, err := r.meta.expander(r.plan.escape)(st.BaseName)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fromLine, err)
+	}
+	if base == "" {
+		return nil, fmt.Errorf("%s: the base image name %q is empty; set the ARG it uses with --build-arg or give it a default", fromLine, st.BaseName)
+	}
+	if err := r.checkPlatform(st.Platform); err != nil {
+		return nil, fmt.Errorf("%s: %w", fromLine, err)
+	}
+	dir, err := r.tempDir("stage-")
+	if err != nil {
+		return nil, err
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	triggers, err := s.from(ctx, base, rootfs, fromLine)
+	if err != nil {
+		return nil, err
+	}
+	cmds := st.Commands
+	s.total = 1 + len(triggers) + len(cmds)
+	for _, c := range append(triggers, cmds...) {
+		s.pos++
+		if err := s.exec(ctx, c); err != nil {
+			return nil, err
+		}
+	}
+	return s.commit(ctx)
+}
+
+// checkPlatform refuses FROM --platform for anything but this machine.
+func (r *buildRun) checkPlatform(flag string) error {
+	if flag == "" {
+		return nil
+	}
+	v, err := r.meta.expander(r.plan.escape)(flag)
+	if err != nil {
+		return err
+	}
+	p, err := manifest.ParsePlatform(v)
+	if err != nil {
+		return err
+	}
+	if !manifest.Match(r.req.Platform, p) {
+		return fmt.Errorf("--platform=%s: only this machine's platform (%s) can be built; imgtool does not emulate others", v, manifest.FormatPlatform(r.req.Platform))
+	}
+	return nil
+}
+
+func rangeLine(r []parser.Range) int {
+	if len(r) == 0 {
+		return 0
+	}
+	return r[0].Start.Line
+}
+
+// from sets the stage up on its base (scratch, an earlier stage or an
+// image) and returns the base's ONBUILD triggers, parsed.
+func (s *stageRun) from(ctx context.Context, base, rootfs, fromLine string) ([]instructions.Command, error) {
+	r := s.r
+	step := r.progress.start(fmt.Sprintf("[%s 1/%d] FROM %s", s.label, 1+len(r.plan.stages[s.idx].Commands), base))
+	var err error
+	switch j, isStage := r.plan.stageIndex(base, s.idx); {
+	case strings.EqualFold(base, "scratch"):
+		s.img = scratchImage(r.req.Platform)
+		err = mkdirPrivate(rootfs)
+	case isStage:
+		var prev *stageResult
+		if prev, err = r.stage(ctx, j); err == nil {
+			s.img, s.layers = cloneImage(prev.img), prev.layers
+			err = r.unpackStage(ctx, prev, rootfs)
+		}
+	default:
+		var im *baseImage
+		if im, err = r.baseImage(ctx, base, step); err == nil {
+			s.img, s.layers = im.img, im.layers
+			err = r.unpack(ctx, im, rootfs)
+		}
+	}
+	if err == nil {
+		s.rootfs, err = newTree(rootfs)
+	}
+	if err != nil {
+		err = fmt.Errorf("%s: %w", fromLine, err)
+		step.done(err)
+		return nil, err
+	}
+	step.done(nil)
+	return s.triggers()
+}
+
+// triggers parses the base image's ONBUILD instructions, which run first,
+// and clears them: they do not pass on to images built on this one.
+func (s *stageRun) triggers() ([]instructions.Command, error) {
+	var out []instructions.Command
+	for _, t := range s.img.Config.OnBuild {
+		res, err := parser.Parse(strings.NewReader(t))
+		if err != nil {
+			return nil, fmt.Errorf("ONBUILD trigger %q of the base image: %w", t, err)
+		}
+		for _, n := range res.AST.Children {
+			c, err := instructions.ParseCommand(n)
+			if err != nil {
+				return nil, fmt.Errorf("ONBUILD trigger %q of the base image: %w", t, err)
+			}
+			out = append(out, c)
+		}
+	}
+	s.img.Config.OnBuild = nil
+	return out, nil
+}
+
+// exec runs one instruction, reporting it and its failure with the
+// Dockerfile line it came from.
+func (s *stageRun) exec(ctx context.Context, c instructions.Command) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	where := fmt.Sprintf("%s:%d: %s", s.r.plan.file, cmdLine(c), firstLine(text(c)))
+	if err := s.expand(c); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	var step *step
+	if changesFiles(c) {
+		step = s.r.progress.start(fmt.Sprintf("[%s %d/%d] %s", s.label, s.pos, s.total, firstLine(text(c))))
+	}
+	err := s.dispatch(ctx, c, step)
+	if err != nil {
+		err = fmt.Errorf("%s: %w", where, err)
+	}
+	if step != nil {
+		step.done(err)
+	}
+	return err
+}
+
+// changesFiles reports whether c touches the filesystem, and so is shown
+// as a step, as docker shows it.
+func changesFiles(c instructions.Command) bool {
+	switch c.(type) {
+	case *instructions.RunCommand, *instructions.CopyCommand, *instructions.AddCommand, *instructions.WorkdirCommand:
+		return true
+	}
+	return false
+}
+
+// env is what variables in the stage's instructions expand against: its
+// ARGs, then its ENV, which wins.
+func (s *stageRun) env() []string {
+	return append(s.args.env(), s.img.Config.Env...)
+}
+
+// expand expands variables in c's arguments with BuildKit's shell lexer.
+func (s *stageRun) expand(c instructions.Command) error {
+	env := shell.EnvsFromSlice(s.env())
+	if e, ok := c.(instructions.SupportsSingleWordExpansion); ok {
+		err := e.Expand(func(w string) (string, error) {
+			v, _, err := s.lex.ProcessWord(w, env)
+			return v, err
+		})
+		if err != nil {
+			return fmt.Errorf("expand variables: %w", err)
+		}
+	}
+	if e, ok := c.(instructions.SupportsSingleWordExpansionRaw); ok {
+		raw := *s.lex
+		raw.RawQuotes, raw.RawEscapes = true, true
+		err := e.ExpandRaw(func(w string) (string, error) {
+			v, _, err := raw.ProcessWord(w, env)
+			return v, err
+		})
+		if err != nil {
+			return fmt.Errorf("expand variables: %w", err)
+		}
+	}
+	return nil
+}
+
+// dispatch does what c says.
+func (s *stageRun) dispatch(ctx context.Context, c instructions.Command, st *step) error {
+	switch c := c.(type) {
+	case *instructions.RunCommand:
+		return s.run(ctx, c, st)
+	case *instructions.CopyCommand:
+		return s.copyCmd(ctx, c)
+	case *instructions.AddCommand:
+		return s.addCmd(ctx, c)
+	case *instructions.WorkdirCommand:
+		return s.workdir(ctx, c)
+	case *instructions.ArgCommand:
+		s.r.declare(s.args, c, s.r.meta)
+		return nil
+	}
+	return s.configure(c)
+}
