@@ -17,7 +17,10 @@ deps:
 
 test: deps
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 10m ./...
+	$(GO) test -race -count=1 -timeout 10m -skip '^TestConformance$$' ./...
+	# The official OCI conformance suite against imgtool registry serve,
+	# verbose so that its pass count shows.
+	$(GO) test -count=1 -timeout 5m -run '^TestConformance$$' -v ./cmd/imgtool
 	# A short bounded fuzz of the layer applier, which faces hostile input.
 	$(GO) test ./unpack -run '^$$' -fuzz FuzzApply -fuzztime 20s -fuzzminimizetime 1s
 
