@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/xml"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -149,4 +151,49 @@ func TestConformance(t *testing.T) {
 	if tests < 1000 || failed != 0 || skipped != 0 {
 		t.Errorf("conformance: want 0 failed and 0 skipped of over 1000 checks\n%s", out)
 	}
+}
+
+// TestRegistryServeShutsDownGracefully sends SIGTERM while an upload is in
+// flight: the request completes, new connections are refused, the process
+// exits 0, and every request got one access-log line.
+func TestRegistryServeShutsDownGracefully(t *testing.T) {
+	srv := startRegistry(t, t.TempDir())
+	loc := postUpload(t, srv.addr, "grace/app")
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest(http.MethodPatch, loc, pr)
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Errorf("in-flight PATCH: %v", err)
+		}
+		done <- resp
+	}()
+	pw.Write([]byte("first half "))
+	time.Sleep(200 * time.Millisecond) // let the request reach the handler
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(200 * time.Millisecond)
+	if _, err := http.Get("http://" + srv.addr + "/v2/"); err == nil {
+		t.Error("new request accepted after SIGTERM")
+	}
+	pw.Write([]byte("second half"))
+	pw.Close()
+	if resp := <-done; resp == nil || resp.StatusCode != http.StatusAccepted || resp.Header.Get("Range") != "0-21" {
+		t.Fatalf("in-flight PATCH after SIGTERM: %+v", resp)
+	}
+	if err := srv.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, srv.stderr())
+	}
+	log := srv.stderr()
+	for _, want := range []string{`method=POST path=/v2/grace/app/blobs/uploads/ status=202`, `method=PATCH`, `status=202`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("access log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+func TestRegistryServeBadInput(t *testing.T) {
+	c := newCLI(t)
+	c.fail(2, "registry", "serve", "extra-arg")
+	c.fail(1, "registry", "serve", "--addr", "not-an-address")
 }
