@@ -17,7 +17,10 @@ deps:
 
 test: deps
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 10m ./...
+	$(GO) test -race -count=1 -timeout 10m -skip '^TestConformance$$' ./...
+	# The official OCI conformance suite against imgtool registry serve,
+	# verbose so that its pass count shows.
+	$(GO) test -count=1 -timeout 5m -run '^TestConformance$$' -v ./cmd/imgtool
 	# A short bounded fuzz of the layer applier, which faces hostile input.
 	$(GO) test ./unpack -run '^$$' -fuzz FuzzApply -fuzztime 20s -fuzzminimizetime 1s
 
@@ -34,6 +37,7 @@ fuzz:
 	$(GO) test ./manifest -run '^$$' -fuzz FuzzChildren -fuzztime $(FUZZTIME)
 	$(GO) test ./store/transport -run '^$$' -fuzz FuzzArchive -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./unpack -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
+	$(GO) test ./registry -run '^$$' -fuzz FuzzHandler -fuzztime $(FUZZTIME)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi

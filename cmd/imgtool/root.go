@@ -65,6 +65,7 @@ func newRootCmd() *cobra.Command {
 		newImagesCmd(o), newTagCmd(o), newRmiCmd(o), newInspectCmd(o), newPruneCmd(o),
 		newPullCmd(o), newPushCmd(o), newCopyCmd(o), newSaveCmd(o), newLoadCmd(o),
 		newBuildCmd(o), newRunCmd(o), newLoginCmd(o), newLogoutCmd(o), newImportCmd(o), newUnpackCmd(o), newExportCmd(o),
+		newRegistryCmd(o),
 	)
 	return cmd
 }

@@ -1,0 +1,158 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash"
+	"io"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// uploadState is what any replica needs to continue an upload: how many
+// bytes the state's hash has seen, and the hash itself, serialized, so
+// that finishing does not re-read the upload from storage.
+type uploadState struct {
+	Algorithm digest.Algorithm `json:"algorithm"`
+	Offset    int64            `json:"offset"`
+	Hash      []byte           `json:"hash"`
+	Started   time.Time        `json:"started"`
+}
+
+// upload is one open upload session: its state and the hash restored from it.
+type upload struct {
+	name, id string
+	state    uploadState
+	hash     hash.Hash
+}
+
+func newUploadID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("make upload id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// createUpload starts a session hashing with alg. The empty data file is
+// written before the state, whose presence is what makes the upload exist.
+func (g *Registry) createUpload(ctx context.Context, name string, alg digest.Algorithm) (*upload, error) {
+	id, err := newUploadID()
+	if err != nil {
+		return nil, err
+	}
+	u := &upload{name: name, id: id, state: uploadState{Algorithm: alg, Started: time.Now().UTC()}, hash: alg.Hash()}
+	if err := g.driver.PutContent(ctx, uploadDataPath(name, id), nil); err != nil {
+		return nil, fmt.Errorf("create upload in %s: %w", name, err)
+	}
+	if err := g.saveUpload(ctx, u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+func (g *Registry) saveUpload(ctx context.Context, u *upload) error {
+	m, ok := u.hash.(encoding.BinaryMarshaler)
+	if !ok {
+		return fmt.Errorf("save upload %s: %s hash state cannot be serialized", u.id, u.state.Algorithm)
+	}
+	st, err := m.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("save upload %s: %w", u.id, err)
+	}
+	u.state.Hash = st
+	raw, err := json.Marshal(u.state)
+	if err != nil {
+		return fmt.Errorf("save upload %s: %w", u.id, err)
+	}
+	if err := g.driver.PutContent(ctx, uploadStatePath(u.name, u.id), raw); err != nil {
+		return fmt.Errorf("save upload %s: %w", u.id, err)
+	}
+	return nil
+}
+
+// loadUpload restores session id of repository name and brings its hash up
+// to the bytes actually stored: a crash or a broken connection after the
+// data was appended but before the state was saved leaves the state behind
+// the data, never ahead of it.
+func (g *Registry) loadUpload(ctx context.Context, name, id string) (*upload, int64, error) {
+	unknown := newError(errBlobUploadUnknown, "upload %s unknown to repository %s", id, name)
+	if !uploadRE.MatchString(id) {
+		return nil, 0, unknown
+	}
+	raw, err := g.driver.GetContent(ctx, uploadStatePath(name, id))
+	if err != nil {
+		if isNotFound(err) {
+			return nil, 0, unknown
+		}
+		return nil, 0, fmt.Errorf("load upload %s: %w", id, err)
+	}
+	u := &upload{name: name, id: id}
+	if err := json.Unmarshal(raw, &u.state); err != nil {
+		return nil, 0, fmt.Errorf("load upload %s: state: %w", id, err)
+	}
+	if !u.state.Algorithm.Available() {
+		return nil, 0, fmt.Errorf("load upload %s: algorithm %q unavailable", id, u.state.Algorithm)
+	}
+	u.hash = u.state.Algorithm.Hash()
+	if um, ok := u.hash.(encoding.BinaryUnmarshaler); !ok || um.UnmarshalBinary(u.state.Hash) != nil {
+		u.state.Offset = 0 // unusable hash state: rehash from the start
+		u.hash = u.state.Algorithm.Hash()
+	}
+	fi, err := g.driver.Stat(ctx, uploadDataPath(name, id))
+	if err != nil {
+		if isNotFound(err) {
+			return nil, 0, unknown
+		}
+		return nil, 0, fmt.Errorf("load upload %s: %w", id, err)
+	}
+	size := fi.Size()
+	if size < u.state.Offset {
+		u.state.Offset, u.hash = 0, u.state.Algorithm.Hash()
+	}
+	if size > u.state.Offset {
+		if err := g.hashData(ctx, u, u.state.Offset, u.hash); err != nil {
+			return nil, 0, err
+		}
+		u.state.Offset = size
+	}
+	return u, size, nil
+}
+
+// hashData feeds the upload's stored bytes from offset on into h.
+func (g *Registry) hashData(ctx context.Context, u *upload, offset int64, h hash.Hash) error {
+	rc, err := g.driver.Reader(ctx, uploadDataPath(u.name, u.id), offset)
+	if err != nil {
+		return fmt.Errorf("read upload %s: %w", u.id, err)
+	}
+	defer rc.Close()
+	if _, err := io.Copy(h, rc); err != nil {
+		return fmt.Errorf("read upload %s: %w", u.id, err)
+	}
+	return nil
+}
+
+// digestOf returns the digest of everything uploaded, using alg: the saved
+// hash when it is alg's, else a pass over the stored bytes.
+func (g *Registry) digestOf(ctx context.Context, u *upload, alg digest.Algorithm) (digest.Digest, error) {
+	if alg == u.state.Algorithm {
+		return digest.NewDigest(alg, u.hash), nil
+	}
+	h := alg.Hash()
+	if err := g.hashData(ctx, u, 0, h); err != nil {
+		return "", err
+	}
+	return digest.NewDigest(alg, h), nil
+}
+
+func (g *Registry) deleteUpload(ctx context.Context, name, id string) error {
+	if err := g.driver.Delete(ctx, uploadPath(name, id)); err != nil && !isNotFound(err) {
+		return fmt.Errorf("delete upload %s: %w", id, err)
+	}
+	return nil
+}
