@@ -107,7 +107,7 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 			return usageError{err}
 		}
 	}
-	exe, err := newExecutor()
+	exe, err := newExecutor(o)
 	if err != nil {
 		return err
 	}

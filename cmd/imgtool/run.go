@@ -174,7 +174,7 @@ func (o *globalOptions) runImage(ctx context.Context, s *store.Store, ref string
 	if spec.User == "" {
 		spec.User = cfg.Config.User
 	}
-	spec.Notice = os.Stderr
+	spec.Notice = o.noticeOnce()
 
 	layers, err := manifest.Layers(m, cfg)
 	if err != nil {
