@@ -91,8 +91,11 @@ func (c *cloner) entry(sfd, dfd int, name, rel string) error {
 		return c.subdir(sfd, dfd, name, rel, &st)
 	case unix.S_IFREG:
 		if c.hardlink {
+			// Copied instead across filesystems, and past the
+			// filesystem's link count limit (65,000 on ext4), which a
+			// base shared by very many chains reaches.
 			err := unix.Linkat(sfd, name, dfd, name, 0)
-			if !errors.Is(err, unix.EXDEV) {
+			if !errors.Is(err, unix.EXDEV) && !errors.Is(err, unix.EMLINK) {
 				return err // a link shares the inode, metadata and all
 			}
 		}
