@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -322,5 +323,22 @@ func TestCacheConcurrentProcesses(t *testing.T) {
 	}
 	if len(dirs) != 1 {
 		t.Errorf("the processes leased different trees: %v", dirs)
+	}
+}
+
+// TestCacheLimits: Options.Limits bound each layer a Rootfs applies.
+func TestCacheLimits(t *testing.T) {
+	b := newBlobs()
+	small := b.layer(t, func(b *tarB) { b.file("a", "x").file("b", "x") })
+	big := b.layer(t, func(b *tarB) {
+		for i := range 8 {
+			b.file(fmt.Sprintf("f%d", i), "x")
+		}
+	})
+	c := openCache(t, cacheDir(t), unpack.Options{Limits: unpack.Limits{MaxEntries: 4}})
+	rootfs(t, c, b, small, small) // 2 entries a layer: within the bound
+	_, err := c.Rootfs(context.Background(), b, []manifest.LayerDesc{small, big})
+	if !errors.Is(err, unpack.ErrLimit) {
+		t.Errorf("Rootfs of a layer past MaxEntries: %v, want ErrLimit", err)
 	}
 }
