@@ -223,6 +223,9 @@ func copyXattrs(src, dst string) error {
 	}
 	val := make([]byte, 4096)
 	for _, name := range names {
+		if name == "security.selinux" {
+			continue // the policy labels what is made, as cp does without --preserve=context
+		}
 		n, err := unix.Lgetxattr(src, name, val)
 		if errors.Is(err, unix.ERANGE) {
 			if n, err = unix.Lgetxattr(src, name, nil); err == nil {
