@@ -26,6 +26,13 @@ const maxTrailing = 1 << 20
 // and the tar against diffID; an empty digest skips that check. On error,
 // root may hold part of the layer (callers unpack into a staging
 // directory), but nothing outside root is ever touched.
+//
+// Apply never writes into, chmods, chowns, sets xattrs or times on a file
+// it did not make for this layer: a replaced file is unlinked and made
+// anew, a hard link entry takes no metadata, and only directories are
+// changed in place. So root's files may be hard links to another tree's
+// (Cache builds a chain on a hard-linked clone of its parent) and that
+// tree stays as it was.
 func Apply(ctx context.Context, root string, blob io.Reader, d ocispec.Descriptor, diffID digest.Digest, o Options) (Report, error) {
 	o.Limits = o.Limits.withDefaults()
 	if os.Geteuid() != 0 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/imgtool/imgtool/manifest"
 	"github.com/imgtool/imgtool/store"
@@ -162,9 +163,9 @@ func addReport(a, b Report) Report {
 // build makes chain (layer l over parent, nil for a first layer) unless
 // another process made it meanwhile, and leases it.
 func (c *Cache) build(ctx context.Context, b store.Blobs, l manifest.LayerDesc, chain digest.Digest, parent *Lease) (*Lease, error) {
-	lk, err := lockFile(ctx, c.t.lockPath(chain), unix.LOCK_EX, true)
-	if err != nil {
-		return nil, fmt.Errorf("unpack chain %s: %w", chain, err)
+	lk, done, err := c.lockToBuild(ctx, chain)
+	if err != nil || done != nil {
+		return done, err
 	}
 	final := c.t.chainDir(chain)
 	var rep Report
@@ -189,6 +190,39 @@ func (c *Cache) build(ctx context.Context, b store.Blobs, l manifest.LayerDesc, 
 		return nil, fmt.Errorf("unpack chain %s: %w", chain, errGone)
 	}
 	return &Lease{Dir: final, ChainID: chain, Applied: rep, lock: lk}, nil
+}
+
+// maxBuildWaits bounds the turns lockToBuild takes between a chain's
+// lock and a lease on it while other processes hold it shared.
+const maxBuildWaits = 1000
+
+// lockToBuild takes chain's lock exclusively, or, when another process
+// holds it, leases the chain that process built or is using (done). It
+// does not wait for the exclusive lock: a chain built by another process
+// meanwhile may stay leased for as long as a container runs on it.
+func (c *Cache) lockToBuild(ctx context.Context, chain digest.Digest) (lk *flock, done *Lease, err error) {
+	delay := time.Millisecond
+	for range maxBuildWaits {
+		lk, err := lockFile(ctx, c.t.lockPath(chain), unix.LOCK_EX, false)
+		if err == nil {
+			return lk, nil, nil
+		}
+		if !errors.Is(err, errBusy) {
+			return nil, nil, fmt.Errorf("unpack chain %s: %w", chain, err)
+		}
+		// Held: by a builder (lease waits for it to finish), by leases
+		// (the chain is there), or by a brief look at a missing chain.
+		if done, err := c.t.lease(ctx, chain); err != nil || done != nil {
+			return nil, done, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("unpack chain %s: %w", chain, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 50*time.Millisecond)
+	}
+	return nil, nil, fmt.Errorf("unpack chain %s: its lock stayed busy", chain)
 }
 
 // make applies l over a clone of parent in a staging directory and

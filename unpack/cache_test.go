@@ -2,9 +2,14 @@ package unpack_test
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -261,4 +266,79 @@ func TestCacheKilledBuild(t *testing.T) {
 	lease := rootfs(t, c, b, l)
 	var st unix.Stat_t
 	must(t, unix.Lstat(filepath.Join(lease.Dir, "f", "aa"), &st))
+}
+
+// TestCacheConcurrentProcesses: processes asking for one image at once
+// apply each layer once between them (the others wait on the chain's lock
+// and find it done) and all lease the same tree.
+func TestCacheConcurrentProcesses(t *testing.T) {
+	const helperEnv = "IMGTOOL_CACHE_CONCURRENT_HELPER"
+	b := newBlobs()
+	var layers []manifest.LayerDesc
+	entries := 0
+	for i := range 3 {
+		layers = append(layers, b.layer(t, func(b *tarB) {
+			for j := range 300 {
+				b.file(fmt.Sprintf("l%d/f%03d", i, j), strings.Repeat("x", j))
+				entries++
+			}
+		}))
+	}
+	if dir := os.Getenv(helperEnv); dir != "" {
+		l := rootfs(t, openCache(t, dir, unpack.Options{}), b, layers...)
+		fmt.Printf("APPLIED %d %s\n", l.Applied.Entries, l.Dir)
+		return
+	}
+	dir := cacheDir(t)
+	openCache(t, dir, unpack.Options{})
+	const n = 3
+	outs := make([]bytes.Buffer, n)
+	var cmds []*exec.Cmd
+	for i := range n {
+		cmd := newHelper(t, "^TestCacheConcurrentProcesses$", helperEnv+"="+dir)
+		cmd.Stdout = &outs[i]
+		must(t, cmd.Start())
+		cmds = append(cmds, cmd)
+	}
+	applied, dirs := 0, map[string]bool{}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("helper %d: %v\n%s", i, err, outs[i].String())
+		}
+		var got int
+		var leased string
+		for _, line := range strings.Split(outs[i].String(), "\n") {
+			if _, err := fmt.Sscanf(line, "APPLIED %d %s", &got, &leased); err == nil {
+				break
+			}
+		}
+		if leased == "" {
+			t.Fatalf("helper %d printed no lease:\n%s", i, outs[i].String())
+		}
+		applied += got
+		dirs[leased] = true
+	}
+	if applied != entries {
+		t.Errorf("%d processes applied %d entries between them, want each layer's %d once", n, applied, entries)
+	}
+	if len(dirs) != 1 {
+		t.Errorf("the processes leased different trees: %v", dirs)
+	}
+}
+
+// TestCacheLimits: Options.Limits bound each layer a Rootfs applies.
+func TestCacheLimits(t *testing.T) {
+	b := newBlobs()
+	small := b.layer(t, func(b *tarB) { b.file("a", "x").file("b", "x") })
+	big := b.layer(t, func(b *tarB) {
+		for i := range 8 {
+			b.file(fmt.Sprintf("f%d", i), "x")
+		}
+	})
+	c := openCache(t, cacheDir(t), unpack.Options{Limits: unpack.Limits{MaxEntries: 4}})
+	rootfs(t, c, b, small, small) // 2 entries a layer: within the bound
+	_, err := c.Rootfs(context.Background(), b, []manifest.LayerDesc{small, big})
+	if !errors.Is(err, unpack.ErrLimit) {
+		t.Errorf("Rootfs of a layer past MaxEntries: %v, want ErrLimit", err)
+	}
 }

@@ -91,8 +91,11 @@ func (c *cloner) entry(sfd, dfd int, name, rel string) error {
 		return c.subdir(sfd, dfd, name, rel, &st)
 	case unix.S_IFREG:
 		if c.hardlink {
+			// Copied instead across filesystems, and past the
+			// filesystem's link count limit (65,000 on ext4), which a
+			// base shared by very many chains reaches.
 			err := unix.Linkat(sfd, name, dfd, name, 0)
-			if !errors.Is(err, unix.EXDEV) {
+			if !errors.Is(err, unix.EXDEV) && !errors.Is(err, unix.EMLINK) {
 				return err // a link shares the inode, metadata and all
 			}
 		}
@@ -220,6 +223,9 @@ func copyXattrs(src, dst string) error {
 	}
 	val := make([]byte, 4096)
 	for _, name := range names {
+		if name == "security.selinux" {
+			continue // the policy labels what is made, as cp does without --preserve=context
+		}
 		n, err := unix.Lgetxattr(src, name, val)
 		if errors.Is(err, unix.ERANGE) {
 			if n, err = unix.Lgetxattr(src, name, nil); err == nil {

@@ -13,7 +13,7 @@ import (
 // nobody is the unprivileged user CI (which runs as root) drops to.
 const nobody = 65534
 
-// TestUnprivilegedUser runs pull, images and save as an unprivileged
+// TestUnprivilegedUser runs pull, images, save and prune as an unprivileged
 // user, as CI pipelines do: nothing in the store or the transfers may need
 // root.
 func TestUnprivilegedUser(t *testing.T) {
@@ -64,5 +64,13 @@ func TestUnprivilegedUser(t *testing.T) {
 	}
 	if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != uid {
 		t.Errorf("archive owned by uid %d, want %d", st.Uid, uid)
+	}
+	// prune reaches the unpack cache too, which an unprivileged user keeps
+	// in its rootless tree.
+	if out := run("prune"); !strings.Contains(out, "Unpack cache: reclaimed") {
+		t.Errorf("prune as uid %d:\n%s", uid, out)
+	}
+	if _, err := os.Stat(filepath.Join(home, ".local", "share", "imgtool", "cache", "unpack", "rootless", "chains")); err != nil {
+		t.Errorf("prune as uid %d made no rootless cache tree: %v", uid, err)
 	}
 }

@@ -1,0 +1,86 @@
+package unpack_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/imgtool/imgtool/layer"
+	"github.com/imgtool/imgtool/manifest"
+	"github.com/imgtool/imgtool/unpack"
+)
+
+// BenchmarkRootfs times the target, a second materialisation of
+// an image from the cache against its first unpack, on a one-layer image
+// of $UNPACK_BENCH_TREE (bench/unpack.sh makes a debian-sized tree) or of
+// a small tree made here:
+//
+//	first           Rootfs into an empty cache: unpack, syncfs, publish
+//	hit             Rootfs of a cached image: what imgtool run mounts
+//	clone-hardlink  Clone of the cached tree with hard links
+//	clone-copy      Clone with file data copied (a writable rootfs without overlay)
+func BenchmarkRootfs(b *testing.B) {
+	ctx := context.Background()
+	blobs := newBlobs()
+	l := benchLayer(b, blobs)
+	work := b.TempDir()
+	fresh := func(name string, i int) string { return filepath.Join(work, fmt.Sprintf("%s-%d", name, i)) }
+	b.Run("first", func(b *testing.B) {
+		for i := range b.N {
+			c, err := unpack.OpenCache(ctx, fresh("cache", i), unpack.Options{})
+			must(b, err)
+			lease, err := c.Rootfs(ctx, blobs, []manifest.LayerDesc{l})
+			must(b, err)
+			lease.Release()
+			b.StopTimer()
+			must(b, os.RemoveAll(fresh("cache", i)))
+			b.StartTimer()
+		}
+	})
+	c, err := unpack.OpenCache(ctx, filepath.Join(work, "cache"), unpack.Options{})
+	must(b, err)
+	lease, err := c.Rootfs(ctx, blobs, []manifest.LayerDesc{l})
+	must(b, err)
+	defer lease.Release()
+	b.Run("hit", func(b *testing.B) {
+		for b.Loop() {
+			l, err := c.Rootfs(ctx, blobs, []manifest.LayerDesc{l})
+			must(b, err)
+			l.Release()
+		}
+	})
+	for _, hardlink := range []bool{true, false} {
+		name := map[bool]string{true: "clone-hardlink", false: "clone-copy"}[hardlink]
+		b.Run(name, func(b *testing.B) {
+			for i := range b.N {
+				must(b, unpack.Clone(ctx, lease.Dir, fresh(name, i), hardlink))
+				b.StopTimer()
+				must(b, os.RemoveAll(fresh(name, i)))
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// benchLayer puts a zstd layer of the bench tree into blobs.
+func benchLayer(b *testing.B, blobs *memBlobs) manifest.LayerDesc {
+	root := os.Getenv("UNPACK_BENCH_TREE")
+	if root == "" {
+		root = b.TempDir()
+		for i := range 500 {
+			d := filepath.Join(root, fmt.Sprintf("d%02d", i%20))
+			must(b, os.MkdirAll(d, 0o755))
+			must(b, os.WriteFile(filepath.Join(d, fmt.Sprintf("f%03d", i)), bytes.Repeat([]byte{byte(i)}, 10<<10), 0o644))
+		}
+	}
+	ch, err := layer.Dir(root)
+	must(b, err)
+	var buf bytes.Buffer
+	d, err := layer.Write(context.Background(), &buf, root, ch, layer.Options{Compression: layer.Zstd})
+	must(b, err)
+	blobs.blobs[d.Digest] = buf.Bytes()
+	return d
+}
