@@ -169,6 +169,11 @@ func TestManifestRules(t *testing.T) {
 	c.want(c.do("PUT", "/v2/r/manifests/1", []byte(m), "Content-Type", ocispec.MediaTypeImageManifest), http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN")
 	sparse := newClient(t, inmemory.New(), Options{AllowSparse: true})
 	sparse.want(sparse.do("PUT", "/v2/r/manifests/1", []byte(m), "Content-Type", ocispec.MediaTypeImageManifest), http.StatusCreated, "")
+	// A generic Content-Type gets the media type the content names.
+	sparse.want(sparse.do("PUT", "/v2/r/manifests/2", []byte(m), "Content-Type", "application/json"), http.StatusCreated, "")
+	if ct := sparse.do("HEAD", "/v2/r/manifests/2", nil).Header().Get("Content-Type"); ct != ocispec.MediaTypeImageManifest {
+		t.Errorf("served as %q", ct)
+	}
 	for _, tc := range []struct {
 		body, ct, code string
 	}{

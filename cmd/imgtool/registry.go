@@ -24,7 +24,7 @@ func newRegistryCmd(o *globalOptions) *cobra.Command {
 
 func newRegistryServeCmd(o *globalOptions) *cobra.Command {
 	var (
-		addr, dir  string
+		addr       string
 		sparse     bool
 		grace      time.Duration
 		accessLog  bool
@@ -37,16 +37,15 @@ func newRegistryServeCmd(o *globalOptions) *cobra.Command {
 by docker, podman, skopeo, crane, containerd, oras and cosign; referrers;
 sha256 and sha512; chunked, resumable uploads; deletes.
 
-The address actually bound is printed on stdout (useful with port 0).
+Data lives under <root>/registry (--root or IMGTOOL_ROOT). The address
+actually bound is printed on stdout (useful with port 0).
 SIGTERM or SIGINT stop accepting connections and let requests in flight
 finish for --grace.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" {
-				dir = filepath.Join(o.root, "registry")
-			}
+			dir := filepath.Join(o.root, "registry")
 			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("registry data directory: %w (set --root or --dir)", err)
+				return fmt.Errorf("registry data directory: %w (set --root or IMGTOOL_ROOT to a writable directory)", err)
 			}
 			abs, err := filepath.Abs(dir)
 			if err != nil {
@@ -67,7 +66,6 @@ finish for --grace.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&addr, "addr", "127.0.0.1:5000", "address to listen on (port 0 picks a free port)")
-	f.StringVar(&dir, "dir", "", "registry data directory (default <root>/registry)")
 	f.BoolVar(&sparse, "allow-sparse", false, "accept manifests whose blobs or child manifests were not pushed")
 	f.DurationVar(&grace, "grace", 30*time.Second, "how long requests in flight may finish after SIGTERM")
 	f.BoolVar(&accessLog, "access-log", true, "log one line per request on stderr")
