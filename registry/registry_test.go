@@ -226,6 +226,10 @@ func TestTagsCatalogReferrers(t *testing.T) {
 		t.Errorf("page: %s Link %q", w.Body, w.Header().Get("Link"))
 	}
 	c.want(c.do("GET", "/v2/nothing/tags/list", nil), http.StatusNotFound, "NAME_UNKNOWN")
+	c.pushBlob("zz/blobs-only", []byte("x"))
+	if w := c.do("GET", "/v2/zz/blobs-only/tags/list", nil); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"tags":[]`) {
+		t.Errorf("repository without tags: %d %s", w.Code, w.Body)
+	}
 	c.want(c.do("GET", "/v2/team/app/tags/list?n=-1", nil), http.StatusBadRequest, "")
 	w = c.do("GET", "/v2/_catalog?n=1", nil)
 	if !strings.Contains(w.Body.String(), `["other"]`) || w.Header().Get("Link") == "" {
