@@ -192,7 +192,7 @@ func TestManifestRules(t *testing.T) {
 func TestBadNamesAndRanges(t *testing.T) {
 	c := newClient(t, inmemory.New(), Options{})
 	d := c.pushBlob("ok", []byte("0123456789"))
-	for _, p := range []string{"/v2/UPPER/tags/list", "/v2/a/../b/tags/list", "/v2/_x/tags/list", "/v2/a//b/tags/list", "/v2/a/-b/manifests/x"} {
+	for _, p := range []string{"/v2/UPPER/tags/list", "/v2/a/../b/tags/list", "/v2/_x/tags/list", "/v2/a//b/tags/list", "/v2/a/-b/manifests/x", "/v2/" + strings.Repeat("a", 256) + "/tags/list"} {
 		c.want(c.do("GET", p, nil), http.StatusBadRequest, "NAME_INVALID")
 	}
 	c.want(c.do("GET", "/v2/ok/manifests/bad..tag!", nil), http.StatusBadRequest, "MANIFEST_INVALID")
