@@ -27,6 +27,7 @@ func newRegistryServeCmd(o *globalOptions) *cobra.Command {
 		addr       string
 		sparse     bool
 		grace      time.Duration
+		uploadTTL  time.Duration
 		accessLog  bool
 		maxThreads uint64
 	)
@@ -56,7 +57,7 @@ finish for --grace.`,
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), ln.Addr().String())
-			opts := registry.Options{AllowSparse: sparse}
+			opts := registry.Options{AllowSparse: sparse, UploadTTL: uploadTTL}
 			if accessLog {
 				opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			}
@@ -68,6 +69,7 @@ finish for --grace.`,
 	f.StringVar(&addr, "addr", "127.0.0.1:5000", "address to listen on (port 0 picks a free port)")
 	f.BoolVar(&sparse, "allow-sparse", false, "accept manifests whose blobs or child manifests were not pushed")
 	f.DurationVar(&grace, "grace", 30*time.Second, "how long requests in flight may finish after SIGTERM")
+	f.DurationVar(&uploadTTL, "upload-ttl", 7*24*time.Hour, "delete upload sessions left unfinished for this long (0: never)")
 	f.BoolVar(&accessLog, "access-log", true, "log one line per request on stderr")
 	f.Uint64Var(&maxThreads, "max-threads", 100, "bound on concurrent storage operations")
 	return cmd
