@@ -59,7 +59,12 @@ func (g *Registry) startUpload(w http.ResponseWriter, r *http.Request, rt route)
 		if err != nil {
 			return fmt.Errorf("open upload %s: %w", u.id, err)
 		}
-		return g.finish(w, r, u, fw, want)
+		if err := g.finish(w, r, u, fw, want); err != nil {
+			// The client never learnt this session's location: nothing
+			// could continue it.
+			return errors.Join(err, g.deleteUpload(context.WithoutCancel(ctx), rt.name, u.id))
+		}
+		return nil
 	}
 	w.Header().Set("Location", uploadLocation(rt.name, u.id))
 	w.Header().Set("Range", "0-0")
