@@ -29,6 +29,7 @@ bench: build
 	bash bench/layer.sh
 	bash bench/unpack.sh
 	bash bench/run.sh
+	bash bench/registry.sh
 
 # fuzz runs each fuzzer for FUZZTIME (the seeds also run in make test).
 # Minimizing the archive fuzzer's finds is slow, hence the short bound.

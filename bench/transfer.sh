@@ -5,8 +5,8 @@
 #
 #   bash bench/transfer.sh                  # 8 layers x 128 MiB (1 GiB)
 #   LAYERS=2 LAYER_SIZE=16777216 bash bench/transfer.sh
-#   REGISTRY=ggcr bash bench/transfer.sh    # go-containerregistry's registry
-#                                           # instead of distribution's
+#   REGISTRY=imgtool bash bench/transfer.sh # imgtool registry serve instead
+#                                           # of distribution's registry
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LAYERS=${LAYERS:-8}
@@ -37,7 +37,6 @@ trap cleanup EXIT
 
 make -s build
 go build -o "$W/mkimage" ./internal/cmd/mkimage
-go build -o "$W/devregistry" ./internal/cmd/devregistry
 IMGTOOL=$PWD/bin/imgtool
 
 # start_registry starts a fresh registry with its own disk, so that no
@@ -45,8 +44,8 @@ IMGTOOL=$PWD/bin/imgtool
 # called in $(...): the PID must be recorded in this shell for cleanup.)
 start_registry() {
 	local dir="$W/reg-$1"
-	if [ "$REGISTRY" = ggcr ]; then
-		"$W/devregistry" -dir "$dir" >"$dir.addr" 2>"$dir.log" &
+	if [ "$REGISTRY" = imgtool ]; then
+		"$IMGTOOL" --root "$dir" registry serve --addr 127.0.0.1:0 --access-log=false >"$dir.addr" 2>"$dir.log" &
 		pids+=($!)
 		for _ in $(seq 100); do
 			[ -s "$dir.addr" ] && break

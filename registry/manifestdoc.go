@@ -21,7 +21,7 @@ type manifestDoc struct {
 }
 
 // parseManifest validates manifest content pushed with Content-Type
-// contentType (empty: whatever the content says): one of the four media
+// contentType (when that is not a manifest type: whatever the content says): one of the four media
 // types clients push, structurally sound, every descriptor well formed.
 func parseManifest(body []byte, contentType string) (*manifestDoc, error) {
 	invalid := func(err error) error { return newError(errManifestInvalid, "%v", err) }
@@ -37,7 +37,9 @@ func parseManifest(body []byte, contentType string) (*manifestDoc, error) {
 	}
 	mt := contentType
 	switch {
-	case mt == "":
+	case mt == "" || !manifest.IsManifestOrIndex(mt):
+		// Clients that send application/json (or nothing) get what the
+		// content says.
 		mt = sniffed
 	case raw.MediaType != "" && raw.MediaType != mt:
 		return nil, newError(errManifestInvalid, "manifest says mediaType %s but was pushed as %s", raw.MediaType, mt)

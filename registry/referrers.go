@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -14,7 +15,7 @@ func (g *Registry) getReferrers(w http.ResponseWriter, r *http.Request, rt route
 	if err != nil {
 		return newError(errDigestInvalid, "referrers of %q: %v", rt.ref, err)
 	}
-	refs, err := g.referrers(r.Context(), rt.name, subject.String())
+	refs, err := g.referrers(r.Context(), rt.name, subject)
 	if err != nil {
 		return err
 	}
@@ -35,13 +36,9 @@ func (g *Registry) getReferrers(w http.ResponseWriter, r *http.Request, rt route
 
 // referrers lists the descriptors recorded for manifests whose subject is
 // subject; an unknown subject has none (the spec forbids a 404 here).
-func (g *Registry) referrers(ctx context.Context, name, subject string) ([]ocispec.Descriptor, error) {
-	d, err := parseDigest(subject)
-	if err != nil {
-		return nil, err
-	}
+func (g *Registry) referrers(ctx context.Context, name string, subject digest.Digest) ([]ocispec.Descriptor, error) {
 	refs := []ocispec.Descriptor{}
-	algs, err := g.driver.List(ctx, referrersPath(name, d))
+	algs, err := g.driver.List(ctx, referrersPath(name, subject))
 	if err != nil {
 		if isNotFound(err) {
 			return refs, nil

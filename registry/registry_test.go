@@ -169,6 +169,11 @@ func TestManifestRules(t *testing.T) {
 	c.want(c.do("PUT", "/v2/r/manifests/1", []byte(m), "Content-Type", ocispec.MediaTypeImageManifest), http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN")
 	sparse := newClient(t, inmemory.New(), Options{AllowSparse: true})
 	sparse.want(sparse.do("PUT", "/v2/r/manifests/1", []byte(m), "Content-Type", ocispec.MediaTypeImageManifest), http.StatusCreated, "")
+	// A generic Content-Type gets the media type the content names.
+	sparse.want(sparse.do("PUT", "/v2/r/manifests/2", []byte(m), "Content-Type", "application/json"), http.StatusCreated, "")
+	if ct := sparse.do("HEAD", "/v2/r/manifests/2", nil).Header().Get("Content-Type"); ct != ocispec.MediaTypeImageManifest {
+		t.Errorf("served as %q", ct)
+	}
 	for _, tc := range []struct {
 		body, ct, code string
 	}{
@@ -187,7 +192,7 @@ func TestManifestRules(t *testing.T) {
 func TestBadNamesAndRanges(t *testing.T) {
 	c := newClient(t, inmemory.New(), Options{})
 	d := c.pushBlob("ok", []byte("0123456789"))
-	for _, p := range []string{"/v2/UPPER/tags/list", "/v2/a/../b/tags/list", "/v2/_x/tags/list", "/v2/a//b/tags/list", "/v2/a/-b/manifests/x"} {
+	for _, p := range []string{"/v2/UPPER/tags/list", "/v2/a/../b/tags/list", "/v2/_x/tags/list", "/v2/a//b/tags/list", "/v2/a/-b/manifests/x", "/v2/" + strings.Repeat("a", 256) + "/tags/list"} {
 		c.want(c.do("GET", p, nil), http.StatusBadRequest, "NAME_INVALID")
 	}
 	c.want(c.do("GET", "/v2/ok/manifests/bad..tag!", nil), http.StatusBadRequest, "MANIFEST_INVALID")
@@ -221,6 +226,10 @@ func TestTagsCatalogReferrers(t *testing.T) {
 		t.Errorf("page: %s Link %q", w.Body, w.Header().Get("Link"))
 	}
 	c.want(c.do("GET", "/v2/nothing/tags/list", nil), http.StatusNotFound, "NAME_UNKNOWN")
+	c.pushBlob("zz/blobs-only", []byte("x"))
+	if w := c.do("GET", "/v2/zz/blobs-only/tags/list", nil); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"tags":[]`) {
+		t.Errorf("repository without tags: %d %s", w.Code, w.Body)
+	}
 	c.want(c.do("GET", "/v2/team/app/tags/list?n=-1", nil), http.StatusBadRequest, "")
 	w = c.do("GET", "/v2/_catalog?n=1", nil)
 	if !strings.Contains(w.Body.String(), `["other"]`) || w.Header().Get("Link") == "" {

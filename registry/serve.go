@@ -11,7 +11,8 @@ import (
 
 // Serve answers the registry's API on ln until ctx is done, then stops
 // accepting connections and lets requests in flight finish for up to
-// grace before closing what is left.
+// grace before closing what is left. Meanwhile it purges abandoned upload
+// sessions (Options.UploadTTL) at start and hourly.
 func (g *Registry) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
 	srv := &http.Server{
 		Handler:           g,
@@ -22,6 +23,11 @@ func (g *Registry) Serve(ctx context.Context, ln net.Listener, grace time.Durati
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
+	if g.opts.UploadTTL > 0 {
+		purgeCtx, stopPurge := context.WithCancel(ctx)
+		defer stopPurge()
+		go g.purgeLoop(purgeCtx, g.opts.UploadTTL, min(g.opts.UploadTTL, time.Hour))
+	}
 	select {
 	case err := <-done:
 		return fmt.Errorf("serve registry on %s: %w", ln.Addr(), err)

@@ -17,6 +17,9 @@ type Options struct {
 	AllowSparse bool
 	// Logger receives one access-log line per request; nil logs nothing.
 	Logger *slog.Logger
+	// UploadTTL is how long an upload session may stay unfinished before
+	// Serve deletes it; 0 keeps sessions forever.
+	UploadTTL time.Duration
 }
 
 // Registry serves the OCI distribution API over a storage driver.

@@ -17,7 +17,7 @@ func (g *Registry) tags(ctx context.Context, name string) ([]string, error) {
 	entries, err := g.driver.List(ctx, tagsPath(name))
 	if err != nil {
 		if isNotFound(err) {
-			return nil, nil
+			return []string{}, nil
 		}
 		return nil, fmt.Errorf("list tags of %s: %w", name, err)
 	}
@@ -112,7 +112,7 @@ func writeJSON(w http.ResponseWriter, r *http.Request, contentType string, v any
 const maxCatalogDepth = maxNameLength / 2
 
 func (g *Registry) getCatalog(w http.ResponseWriter, r *http.Request, _ route) error {
-	var repos []string
+	repos := []string{}
 	if err := g.collectRepos(r.Context(), repositoriesPath(), "", 0, &repos); err != nil {
 		return err
 	}

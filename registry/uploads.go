@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -54,7 +55,16 @@ func (g *Registry) startUpload(w http.ResponseWriter, r *http.Request, rt route)
 		return err
 	}
 	if want != "" {
-		return g.finish(w, r, u, 0, want)
+		fw, err := g.driver.Writer(ctx, uploadDataPath(rt.name, u.id), true)
+		if err != nil {
+			return fmt.Errorf("open upload %s: %w", u.id, err)
+		}
+		if err := g.finish(w, r, u, fw, want); err != nil {
+			// The client never learnt this session's location: nothing
+			// could continue it.
+			return errors.Join(err, g.deleteUpload(context.WithoutCancel(ctx), rt.name, u.id))
+		}
+		return nil
 	}
 	w.Header().Set("Location", uploadLocation(rt.name, u.id))
 	w.Header().Set("Range", "0-0")
@@ -101,25 +111,27 @@ func writeRange(w http.ResponseWriter, name, id string, size int64) {
 }
 
 func (g *Registry) uploadStatus(w http.ResponseWriter, r *http.Request, rt route) error {
-	_, size, err := g.loadUpload(r.Context(), rt.name, rt.ref)
+	u, fw, err := g.openUpload(r.Context(), rt.name, rt.ref)
 	if err != nil {
 		return err
 	}
-	writeRange(w, rt.name, rt.ref, size)
+	if err := fw.Close(); err != nil {
+		return fmt.Errorf("upload %s: %w", u.id, err)
+	}
+	writeRange(w, rt.name, rt.ref, u.state.Offset)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 func (g *Registry) patchUpload(w http.ResponseWriter, r *http.Request, rt route) error {
-	u, size, err := g.loadUpload(r.Context(), rt.name, rt.ref)
+	u, fw, err := g.openUpload(r.Context(), rt.name, rt.ref)
 	if err != nil {
 		return err
 	}
-	size, err = g.appendBody(w, r, u, size)
-	if err != nil {
+	if err := g.appendBody(w, r, u, fw, false); err != nil {
 		return err
 	}
-	writeRange(w, rt.name, rt.ref, size)
+	writeRange(w, rt.name, rt.ref, u.state.Offset)
 	w.WriteHeader(http.StatusAccepted)
 	return nil
 }
@@ -130,18 +142,18 @@ func (g *Registry) finishUpload(w http.ResponseWriter, r *http.Request, rt route
 	if err != nil {
 		return newError(errDigestInvalid, "upload needs ?digest= with a sha256 or sha512 digest, got %q: %v", d, err)
 	}
-	u, size, err := g.loadUpload(r.Context(), rt.name, rt.ref)
+	u, fw, err := g.openUpload(r.Context(), rt.name, rt.ref)
 	if err != nil {
 		return err
 	}
-	return g.finish(w, r, u, size, want)
+	return g.finish(w, r, u, fw, want)
 }
 
 // finish appends the request body, verifies the upload against want and,
 // only when it matches, moves it into the blob store and links it.
-func (g *Registry) finish(w http.ResponseWriter, r *http.Request, u *upload, size int64, want digest.Digest) error {
+func (g *Registry) finish(w http.ResponseWriter, r *http.Request, u *upload, fw storagedriver.FileWriter, want digest.Digest) error {
 	ctx := r.Context()
-	if _, err := g.appendBody(w, r, u, size); err != nil {
+	if err := g.appendBody(w, r, u, fw, true); err != nil {
 		return err
 	}
 	got, err := g.digestOf(ctx, u, want.Algorithm())
@@ -176,38 +188,47 @@ func (g *Registry) finish(w http.ResponseWriter, r *http.Request, u *upload, siz
 	return nil
 }
 
-// appendBody appends the request body at the upload's end after checking
-// a Content-Range against it, and saves the state. Bytes received before a
-// broken connection are kept, so the client can resume after them.
-func (g *Registry) appendBody(w http.ResponseWriter, r *http.Request, u *upload, size int64) (int64, error) {
-	ctx := r.Context()
+// appendBody appends the request body to the upload's writer fw after
+// checking a Content-Range against the upload's end, then closes fw
+// (committing it when the upload is complete) and saves the state. Bytes
+// received before a broken connection are kept, so the client can resume
+// after them.
+func (g *Registry) appendBody(w http.ResponseWriter, r *http.Request, u *upload, fw storagedriver.FileWriter, commit bool) error {
+	ctx := context.WithoutCancel(r.Context()) // what arrived is kept even if the client left
+	size := u.state.Offset
 	if cr := r.Header.Get("Content-Range"); cr != "" {
 		start, end, ok := parseContentRange(cr)
 		if !ok || start != size || (r.ContentLength >= 0 && r.ContentLength != end-start+1) {
+			fw.Close()
 			writeRange(w, u.name, u.id, size)
-			return 0, newError(errRangeInvalid, "chunk %q does not continue the upload at offset %d", cr, size)
+			return newError(errRangeInvalid, "chunk %q does not continue the upload at offset %d", cr, size)
 		}
 	}
-	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
-		return size, nil
+	var n int64
+	var copyErr error
+	if r.Body != nil && r.ContentLength != 0 {
+		n, copyErr = io.Copy(io.MultiWriter(fw, u.hash), r.Body)
 	}
-	fw, err := g.driver.Writer(ctx, uploadDataPath(u.name, u.id), true)
+	var err error
+	if commit && copyErr == nil {
+		err = fw.Commit(ctx)
+	}
+	if cerr := fw.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		return 0, fmt.Errorf("append to upload %s: %w", u.id, err)
+		return fmt.Errorf("append to upload %s: %w", u.id, err)
 	}
-	n, copyErr := io.Copy(io.MultiWriter(fw, u.hash), r.Body)
-	closeErr := fw.Close()
-	if closeErr != nil {
-		return 0, fmt.Errorf("append to upload %s: %w", u.id, closeErr)
-	}
-	u.state.Offset = size + n
-	if err := g.saveUpload(context.WithoutCancel(ctx), u); err != nil {
-		return 0, err
+	if n > 0 {
+		u.state.Offset = size + n
+		if err := g.saveUpload(ctx, u); err != nil {
+			return err
+		}
 	}
 	if copyErr != nil {
-		return 0, newError(errBlobUploadInvalid, "upload %s: reading body: %v", u.id, copyErr)
+		return newError(errBlobUploadInvalid, "upload %s: reading body: %v", u.id, copyErr)
 	}
-	return size + n, nil
+	return nil
 }
 
 // parseContentRange reads "<start>-<end>" (the spec's form; "bytes " is
@@ -225,7 +246,7 @@ func parseContentRange(s string) (start, end int64, ok bool) {
 }
 
 func (g *Registry) cancelUpload(w http.ResponseWriter, r *http.Request, rt route) error {
-	if _, _, err := g.loadUpload(r.Context(), rt.name, rt.ref); err != nil {
+	if _, err := g.loadState(r.Context(), rt.name, rt.ref); err != nil {
 		return err
 	}
 	if err := g.deleteUpload(r.Context(), rt.name, rt.ref); err != nil {

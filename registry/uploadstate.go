@@ -11,6 +11,7 @@ import (
 	"io"
 	"time"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -39,15 +40,20 @@ func newUploadID() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-// createUpload starts a session hashing with alg. The empty data file is
-// written before the state, whose presence is what makes the upload exist.
+// createUpload starts a session hashing with alg. The data is opened as
+// resumable uploads are (a writer closed without commit, appended to by
+// later requests), before the state, whose presence makes the upload exist.
 func (g *Registry) createUpload(ctx context.Context, name string, alg digest.Algorithm) (*upload, error) {
 	id, err := newUploadID()
 	if err != nil {
 		return nil, err
 	}
 	u := &upload{name: name, id: id, state: uploadState{Algorithm: alg, Started: time.Now().UTC()}, hash: alg.Hash()}
-	if err := g.driver.PutContent(ctx, uploadDataPath(name, id), nil); err != nil {
+	fw, err := g.driver.Writer(ctx, uploadDataPath(name, id), false)
+	if err != nil {
+		return nil, fmt.Errorf("create upload in %s: %w", name, err)
+	}
+	if err := fw.Close(); err != nil {
 		return nil, fmt.Errorf("create upload in %s: %w", name, err)
 	}
 	if err := g.saveUpload(ctx, u); err != nil {
@@ -76,52 +82,65 @@ func (g *Registry) saveUpload(ctx context.Context, u *upload) error {
 	return nil
 }
 
-// loadUpload restores session id of repository name and brings its hash up
-// to the bytes actually stored: a crash or a broken connection after the
-// data was appended but before the state was saved leaves the state behind
-// the data, never ahead of it.
-func (g *Registry) loadUpload(ctx context.Context, name, id string) (*upload, int64, error) {
-	unknown := newError(errBlobUploadUnknown, "upload %s unknown to repository %s", id, name)
-	if !uploadRE.MatchString(id) {
-		return nil, 0, unknown
+// openUpload restores session id of repository name and opens its data
+// for appending; the writer's size is the truth about how much arrived
+// (drivers know it without a read, even mid-way through a multipart
+// upload). Its hash is brought up to that size: a crash or a broken
+// connection after data was appended but before the state was saved
+// leaves the state behind the data, never ahead of it.
+func (g *Registry) openUpload(ctx context.Context, name, id string) (*upload, storagedriver.FileWriter, error) {
+	u, err := g.loadState(ctx, name, id)
+	if err != nil {
+		return nil, nil, err
 	}
-	raw, err := g.driver.GetContent(ctx, uploadStatePath(name, id))
+	fw, err := g.driver.Writer(ctx, uploadDataPath(name, id), true)
 	if err != nil {
 		if isNotFound(err) {
-			return nil, 0, unknown
+			return nil, nil, newError(errBlobUploadUnknown, "upload %s unknown to repository %s", id, name)
 		}
-		return nil, 0, fmt.Errorf("load upload %s: %w", id, err)
+		return nil, nil, fmt.Errorf("open upload %s: %w", id, err)
 	}
-	u := &upload{name: name, id: id}
-	if err := json.Unmarshal(raw, &u.state); err != nil {
-		return nil, 0, fmt.Errorf("load upload %s: state: %w", id, err)
-	}
-	if !u.state.Algorithm.Available() {
-		return nil, 0, fmt.Errorf("load upload %s: algorithm %q unavailable", id, u.state.Algorithm)
-	}
-	u.hash = u.state.Algorithm.Hash()
-	if um, ok := u.hash.(encoding.BinaryUnmarshaler); !ok || um.UnmarshalBinary(u.state.Hash) != nil {
-		u.state.Offset = 0 // unusable hash state: rehash from the start
-		u.hash = u.state.Algorithm.Hash()
-	}
-	fi, err := g.driver.Stat(ctx, uploadDataPath(name, id))
-	if err != nil {
-		if isNotFound(err) {
-			return nil, 0, unknown
-		}
-		return nil, 0, fmt.Errorf("load upload %s: %w", id, err)
-	}
-	size := fi.Size()
+	size := fw.Size()
 	if size < u.state.Offset {
 		u.state.Offset, u.hash = 0, u.state.Algorithm.Hash()
 	}
 	if size > u.state.Offset {
 		if err := g.hashData(ctx, u, u.state.Offset, u.hash); err != nil {
-			return nil, 0, err
+			fw.Close()
+			return nil, nil, err
 		}
 		u.state.Offset = size
 	}
-	return u, size, nil
+	return u, fw, nil
+}
+
+// loadState reads the state of session id; a missing or unusable hash
+// state means rehashing from the start.
+func (g *Registry) loadState(ctx context.Context, name, id string) (*upload, error) {
+	unknown := newError(errBlobUploadUnknown, "upload %s unknown to repository %s", id, name)
+	if !uploadRE.MatchString(id) {
+		return nil, unknown
+	}
+	raw, err := g.driver.GetContent(ctx, uploadStatePath(name, id))
+	if err != nil {
+		if isNotFound(err) {
+			return nil, unknown
+		}
+		return nil, fmt.Errorf("load upload %s: %w", id, err)
+	}
+	u := &upload{name: name, id: id}
+	if err := json.Unmarshal(raw, &u.state); err != nil {
+		return nil, fmt.Errorf("load upload %s: state: %w", id, err)
+	}
+	if !u.state.Algorithm.Available() {
+		return nil, fmt.Errorf("load upload %s: algorithm %q unavailable", id, u.state.Algorithm)
+	}
+	u.hash = u.state.Algorithm.Hash()
+	if um, ok := u.hash.(encoding.BinaryUnmarshaler); !ok || um.UnmarshalBinary(u.state.Hash) != nil {
+		u.state.Offset = 0
+		u.hash = u.state.Algorithm.Hash()
+	}
+	return u, nil
 }
 
 // hashData feeds the upload's stored bytes from offset on into h.

@@ -13,13 +13,11 @@ cleanup() {
 }
 trap cleanup EXIT
 IMGTOOL=$PWD/bin/imgtool
-go build -o "$W/devregistry" ./internal/cmd/devregistry
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; "$@"; }
 
-# Until `imgtool registry serve` exists (issue 7), go-containerregistry's
-# registry stands in.
-"$W/devregistry" -dir "$W/registry" >"$W/addr" &
+# imgtool's own registry, on a free port it prints; SIGTERM stops it.
+"$IMGTOOL" --root "$W/registry" registry serve --addr 127.0.0.1:0 >"$W/addr" 2>"$W/registry.log" &
 reg_pid=$!
 for _ in $(seq 100); do [ -s "$W/addr" ] && break; sleep 0.05; done
 REG=$(head -1 "$W/addr")

@@ -8,6 +8,8 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +18,6 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -126,15 +127,20 @@ func (c *cli) images() map[string]imageRow {
 	return out
 }
 
+// newRegistry starts `imgtool registry serve` for the test and returns its
+// host:port. With wrap, the test sees the registry through wrap (to add
+// auth or to stall responses) in front of a reverse proxy to the process.
 func newRegistry(t *testing.T, wrap func(http.Handler) http.Handler) string {
 	t.Helper()
-	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	if wrap != nil {
-		h = wrap(h)
+	srv := startRegistry(t, t.TempDir(), "--access-log=false")
+	if wrap == nil {
+		return srv.addr
 	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: srv.addr})
+	proxy.ErrorLog = log.New(io.Discard, "", 0)
+	front := httptest.NewServer(wrap(proxy))
+	t.Cleanup(front.Close)
+	return strings.TrimPrefix(front.URL, "http://")
 }
 
 func pushRandom(t *testing.T, ref string, opts ...remote.Option) v1.Image {

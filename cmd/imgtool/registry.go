@@ -24,9 +24,10 @@ func newRegistryCmd(o *globalOptions) *cobra.Command {
 
 func newRegistryServeCmd(o *globalOptions) *cobra.Command {
 	var (
-		addr, dir  string
+		addr       string
 		sparse     bool
 		grace      time.Duration
+		uploadTTL  time.Duration
 		accessLog  bool
 		maxThreads uint64
 	)
@@ -37,16 +38,15 @@ func newRegistryServeCmd(o *globalOptions) *cobra.Command {
 by docker, podman, skopeo, crane, containerd, oras and cosign; referrers;
 sha256 and sha512; chunked, resumable uploads; deletes.
 
-The address actually bound is printed on stdout (useful with port 0).
+Data lives under <root>/registry (--root or IMGTOOL_ROOT). The address
+actually bound is printed on stdout (useful with port 0).
 SIGTERM or SIGINT stop accepting connections and let requests in flight
 finish for --grace.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" {
-				dir = filepath.Join(o.root, "registry")
-			}
+			dir := filepath.Join(o.root, "registry")
 			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("registry data directory: %w (set --root or --dir)", err)
+				return fmt.Errorf("registry data directory: %w (set --root or IMGTOOL_ROOT to a writable directory)", err)
 			}
 			abs, err := filepath.Abs(dir)
 			if err != nil {
@@ -57,7 +57,7 @@ finish for --grace.`,
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), ln.Addr().String())
-			opts := registry.Options{AllowSparse: sparse}
+			opts := registry.Options{AllowSparse: sparse, UploadTTL: uploadTTL}
 			if accessLog {
 				opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			}
@@ -67,9 +67,9 @@ finish for --grace.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&addr, "addr", "127.0.0.1:5000", "address to listen on (port 0 picks a free port)")
-	f.StringVar(&dir, "dir", "", "registry data directory (default <root>/registry)")
 	f.BoolVar(&sparse, "allow-sparse", false, "accept manifests whose blobs or child manifests were not pushed")
 	f.DurationVar(&grace, "grace", 30*time.Second, "how long requests in flight may finish after SIGTERM")
+	f.DurationVar(&uploadTTL, "upload-ttl", 7*24*time.Hour, "delete upload sessions left unfinished for this long (0: never)")
 	f.BoolVar(&accessLog, "access-log", true, "log one line per request on stderr")
 	f.Uint64Var(&maxThreads, "max-threads", 100, "bound on concurrent storage operations")
 	return cmd

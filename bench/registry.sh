@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# imgtool registry serve against distribution v3.1.2 (built here from the
+# Go module proxy, tracing off) and Debian's docker-registry 2.8, side by
+# side, each on a fresh directory on 127.0.0.1 with access logs off:
+#  - push then pull BLOBS blobs of BLOB_SIZE bytes (default 8 x 128 MiB),
+#    8 at a time (POST, streamed PATCH, PUT, as docker pushes);
+#  - push IMAGES small images (16 KiB layer, config, manifest by tag)
+#    with 8 and then 16 concurrent clients;
+#  - HEAD a manifest by tag on 32 connections for HEAD_SECONDS.
+# Prints throughput, server CPU per operation, and imgtool's ratios.
+#
+#   bash bench/registry.sh
+#   BLOBS=2 BLOB_SIZE=16777216 IMAGES=50 HEAD_SECONDS=3 bash bench/registry.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BLOBS=${BLOBS:-8}
+BLOB_SIZE=${BLOB_SIZE:-134217728}
+IMAGES=${IMAGES:-200}
+HEAD_SECONDS=${HEAD_SECONDS:-10}
+
+command -v docker-registry >/dev/null || {
+	echo "bench/registry.sh needs Debian's docker-registry: apt-get install -y docker-registry" >&2
+	exit 1
+}
+W=$(mktemp -d /var/tmp/imgtool-registry-bench.XXXXXX)
+pid=""
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	rm -rf "$W"
+}
+trap cleanup EXIT
+
+make -s build
+go build -o "$W/regload" ./internal/cmd/regload
+echo "building distribution v3.1.2's registry (slow the first time) ..." >&2
+GOBIN=$W go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2
+TICK=$(getconf CLK_TCK)
+
+free_port() {
+	local port
+	for port in $(seq 15200 15300); do
+		(echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null || { echo "$port"; return; }
+	done
+}
+
+wait_port() {
+	for _ in $(seq 200); do
+		(echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return
+		sleep 0.05
+	done
+	echo "registry on port $1 did not start" >&2
+	exit 1
+}
+
+# start NAME: a fresh server; sets pid and REG.
+start() {
+	local dir="$W/$1" port
+	mkdir -p "$dir"
+	port=$(free_port)
+	case $1 in
+	imgtool)
+		bin/imgtool --root "$dir" registry serve --addr 127.0.0.1:"$port" --access-log=false >"$dir.log" 2>&1 &
+		;;
+	distribution-3.1.2 | docker-registry-2.8)
+		cat >"$dir.yml" <<-YML
+			version: 0.1
+			log: {level: error, accesslog: {disabled: true}}
+			storage: {filesystem: {rootdirectory: $dir}, delete: {enabled: true}}
+			http: {addr: 127.0.0.1:$port}
+		YML
+		if [ "$1" = docker-registry-2.8 ]; then
+			docker-registry serve "$dir.yml" >"$dir.log" 2>&1 &
+		else
+			OTEL_TRACES_EXPORTER=none "$W/registry" serve "$dir.yml" >"$dir.log" 2>&1 &
+		fi
+		;;
+	esac
+	pid=$!
+	REG=127.0.0.1:$port
+	wait_port "$port"
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+
+# phase SERVER LABEL ARGS...: runs regload, appends "server label ops secs bytes cpu_secs".
+phase() {
+	local server=$1 label=$2 before after out
+	shift 2
+	sync
+	before=$(cpu_ticks)
+	out=$("$W/regload" -reg "$REG" "$@")
+	after=$(cpu_ticks)
+	echo "$server $label $out $(awk -v t=$((after - before)) -v hz="$TICK" 'BEGIN{print t/hz}')" >>"$W/results"
+}
+
+: >"$W/results"
+for server in imgtool distribution-3.1.2 docker-registry-2.8; do
+	echo "benchmarking $server ..." >&2
+	start "$server"
+	phase "$server" blob-push -mode blobs-push -n "$BLOBS" -size "$BLOB_SIZE" -c 8
+	phase "$server" blob-pull -mode blobs-pull -n "$BLOBS" -size "$BLOB_SIZE" -c 8
+	phase "$server" images-c8 -mode images -n "$IMAGES" -c 8 -repo bench/c8
+	phase "$server" images-c16 -mode images -n "$IMAGES" -c 16 -repo bench/c16
+	phase "$server" head-c32 -mode head -c 32 -duration "${HEAD_SECONDS}s" -repo bench/head
+	kill "$pid"
+	wait "$pid" 2>/dev/null || true
+	pid=""
+done
+
+awk '
+{ server=$1; phase=$2; ops=$3; secs=$4; bytes=$5; cpu=$6
+  if (bytes > 0 && phase ~ /^blob/) { rate = bytes/1e6/secs; unit = "MB/s" } else { rate = ops/secs; unit = "op/s" }
+  r[server, phase] = rate; u[phase] = unit
+  printf "%-20s %-11s %10.1f %-4s  server CPU %8.3f ms/op\n", server, phase, rate, unit, 1000*cpu/ops
+  phases[phase] = 1; order[++n] = phase }
+END {
+  for (i = 1; i <= n; i++) { p = order[i]; if (seen[p]++) continue
+    printf "%-11s imgtool/distribution-3.1.2 %.2fx   imgtool/docker-registry-2.8 %.2fx\n", p,
+      r["imgtool", p]/r["distribution-3.1.2", p], r["imgtool", p]/r["docker-registry-2.8", p] }
+}' "$W/results" | tee /dev/stderr >/dev/null
