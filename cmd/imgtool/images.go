@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/imgtool/imgtool/store"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 )
@@ -41,20 +42,21 @@ func describe(ctx context.Context, s *store.Store, im store.Image) imageInfo {
 }
 
 // readConfig reads the image config of a manifest, or of the native
-// platform's manifest of an index.
-func readConfig(ctx context.Context, s *store.Store, d ocispec.Descriptor) (ocispec.Image, error) {
+// platform's manifest of an index, with the fields Docker adds to OCI's
+// (Healthcheck, OnBuild, Shell), which built images carry.
+func readConfig(ctx context.Context, s *store.Store, d ocispec.Descriptor) (dockerspec.DockerOCIImage, error) {
 	m, err := store.ImageManifest(ctx, s, d)
 	if err != nil {
-		return ocispec.Image{}, err
+		return dockerspec.DockerOCIImage{}, err
 	}
 	raw, err := store.ReadManifest(ctx, s, m.Config)
 	if err != nil {
-		return ocispec.Image{}, err
+		return dockerspec.DockerOCIImage{}, err
 	}
 	// Not manifest.ParseConfig: inspect shows what is there, valid or not.
-	var cfg ocispec.Image
+	var cfg dockerspec.DockerOCIImage
 	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return ocispec.Image{}, fmt.Errorf("read config %s: %w", m.Config.Digest, err)
+		return dockerspec.DockerOCIImage{}, fmt.Errorf("read config %s: %w", m.Config.Digest, err)
 	}
 	return cfg, nil
 }
@@ -227,10 +229,10 @@ func inspect(ctx context.Context, cmd *cobra.Command, s *store.Store, ref string
 		return err
 	}
 	out := struct {
-		Name       string             `json:"name,omitempty"`
-		Descriptor ocispec.Descriptor `json:"descriptor"`
-		Manifest   json.RawMessage    `json:"manifest"`
-		Config     *ocispec.Image     `json:"config,omitempty"`
+		Name       string                     `json:"name,omitempty"`
+		Descriptor ocispec.Descriptor         `json:"descriptor"`
+		Manifest   json.RawMessage            `json:"manifest"`
+		Config     *dockerspec.DockerOCIImage `json:"config,omitempty"`
 	}{Name: im.Name, Descriptor: im.Descriptor, Manifest: raw}
 	if cfg, err := readConfig(ctx, s, im.Descriptor); err == nil {
 		out.Config = &cfg

@@ -64,7 +64,7 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newImagesCmd(o), newTagCmd(o), newRmiCmd(o), newInspectCmd(o), newPruneCmd(o),
 		newPullCmd(o), newPushCmd(o), newCopyCmd(o), newSaveCmd(o), newLoadCmd(o),
-		newLoginCmd(o), newLogoutCmd(o), newImportCmd(o), newUnpackCmd(o), newExportCmd(o),
+		newBuildCmd(o), newLoginCmd(o), newLogoutCmd(o), newImportCmd(o), newUnpackCmd(o), newExportCmd(o),
 	)
 	return cmd
 }

@@ -1,0 +1,344 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/imgtool/imgtool/build"
+	"github.com/imgtool/imgtool/layer"
+	"github.com/imgtool/imgtool/manifest"
+	"github.com/imgtool/imgtool/store"
+	"github.com/imgtool/imgtool/store/transport"
+	"github.com/spf13/cobra"
+)
+
+type buildOptions struct {
+	file         string
+	tags         []string
+	buildArgs    []string
+	target       string
+	platform     string
+	labels       []string
+	annotations  []string
+	compression  string
+	epoch        string
+	iidfile      string
+	metadataFile string
+	outputs      []string
+	push         bool
+	noCache      bool
+	secrets      []string
+	quiet        bool
+	secretSpecs  []secretSpec
+}
+
+func newBuildCmd(o *globalOptions) *cobra.Command {
+	var opts buildOptions
+	cmd := &cobra.Command{
+		Use:   "build [flags] PATH",
+		Short: "Build an image from a Dockerfile, without a daemon and without root",
+		Long: `Build the image a Dockerfile describes, with PATH as the build context, into the
+local store, and name it with every -t. The Dockerfile is PATH/Dockerfile unless -f
+names another (-f - reads it from standard input); PATH/.dockerignore, or
+<Dockerfile>.dockerignore beside it, leaves files out of the context as in docker.
+
+Stages the target (--target, default the last) does not need are not built. RUN
+runs rootless in new user, mount and pid namespaces. Layers are zstd-compressed by
+default (--compression gzip for docker before 23). With SOURCE_DATE_EPOCH (or
+--source-date-epoch) the same inputs always give the same image digest.
+
+--output writes the image elsewhere too: type=oci,dest=DIR, type=oci-archive,dest=FILE,
+type=docker-archive,dest=FILE or type=registry,name=REF; --push pushes every -t.`,
+		Example: `  imgtool build -t app:1 .
+  imgtool build -f build/Dockerfile --target runtime --build-arg VERSION=1.2 -t app:1 .
+  SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) imgtool build -t reg.example/app:1 --push .
+  imgtool build -o type=oci-archive,dest=app.tar --iidfile app.id .`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.build(cmd, args[0], &opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&opts.file, "file", "f", "", "the Dockerfile (default PATH/Dockerfile; - reads standard input)")
+	f.StringArrayVarP(&opts.tags, "tag", "t", nil, "name of the image (repeatable)")
+	f.StringArrayVar(&opts.buildArgs, "build-arg", nil, "set a build-time variable, KEY=VALUE or KEY to take it from the environment (repeatable)")
+	f.StringVar(&opts.target, "target", "", "the stage to build (default: the last)")
+	f.StringVar(&opts.platform, "platform", "", "platform to build for; only this machine's can be built (default: this machine's)")
+	f.StringArrayVar(&opts.labels, "label", nil, "add a label to the image, KEY=VALUE (repeatable)")
+	f.StringArrayVar(&opts.annotations, "annotation", nil, "add an annotation to the image manifest, KEY=VALUE (repeatable)")
+	f.StringVar(&opts.compression, "compression", "zstd", "layer compression: zstd, gzip or none")
+	f.StringVar(&opts.epoch, "source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "clamp times to this Unix time for reproducible images (env SOURCE_DATE_EPOCH)")
+	f.StringVar(&opts.iidfile, "iidfile", "", "write the image's digest to this file")
+	f.StringVar(&opts.metadataFile, "metadata-file", "", "write the build result's digests as JSON to this file, as buildx does")
+	f.StringArrayVarP(&opts.outputs, "output", "o", nil, "also write the image: type=oci|oci-archive|docker-archive,dest=PATH or type=registry,name=REF (repeatable)")
+	f.BoolVar(&opts.push, "push", false, "push the image to the registry of every -t")
+	f.BoolVar(&opts.noCache, "no-cache", false, "do not use a build cache (accepted for compatibility: imgtool has no build cache yet)")
+	f.StringArrayVar(&opts.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)")
+	f.BoolVarP(&opts.quiet, "quiet", "q", false, "print only the image digest (same as --progress quiet)")
+	return cmd
+}
+
+// build runs one imgtool build: parse the flags, build, name, export.
+func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *buildOptions) error {
+	req, err := opts.request(contextDir)
+	if err != nil {
+		return err
+	}
+	outs, err := parseOutputs(opts.outputs)
+	if err != nil {
+		return usageError{err}
+	}
+	if opts.push {
+		if len(opts.tags) == 0 {
+			return usageError{errors.New("build --push: name the image with -t REF")}
+		}
+		for _, t := range opts.tags {
+			outs = append(outs, output{loc: transport.Location{Kind: transport.Registry, Ref: t}})
+		}
+	}
+	for _, t := range opts.tags {
+		if _, err := store.NormalizeRef(t); err != nil {
+			return usageError{err}
+		}
+	}
+	exe, err := newExecutor()
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	s, err := o.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	var secretDir string
+	defer func() {
+		if secretDir != "" {
+			os.RemoveAll(secretDir)
+		}
+	}()
+	req.Secrets, err = secretFiles(opts.secretSpecs, func() (string, error) {
+		if secretDir == "" {
+			if err := os.MkdirAll(filepath.Join(o.root, "tmp"), 0o700); err != nil {
+				return "", err
+			}
+			d, err := os.MkdirTemp(filepath.Join(o.root, "tmp"), "secrets-")
+			if err != nil {
+				return "", err
+			}
+			secretDir = d
+		}
+		return secretDir, nil
+	})
+	if err != nil {
+		return err
+	}
+	var progress io.Writer = os.Stderr
+	if opts.quiet || o.progress == "quiet" {
+		progress = nil
+	}
+	b := &build.Builder{
+		Store: s, Executor: exe, Progress: progress,
+		TempDir:  filepath.Join(o.root, "tmp"),
+		CacheDir: filepath.Join(o.root, "cache", "build"),
+		Pull: func(ctx context.Context, ref string) error {
+			_, err := o.resolveOrPull(ctx, s, transport.Location{Kind: transport.Registry, Ref: ref})
+			return err
+		},
+	}
+	res, err := b.Build(ctx, req)
+	if err != nil {
+		return err
+	}
+	if err := nameImage(ctx, s, opts.tags, res); err != nil {
+		return err
+	}
+	for _, out := range outs {
+		if err := o.exportBuild(ctx, s, res, out, opts.tags, progress != nil); err != nil {
+			return err
+		}
+	}
+	if err := writeResultFiles(opts, res); err != nil {
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), res.Manifest.Digest)
+	return nil
+}
+
+// nameImage records the image in the store under every tag, or unnamed.
+func nameImage(ctx context.Context, s *store.Store, tags []string, res build.Result) error {
+	if len(tags) == 0 {
+		return s.Set(ctx, "", res.Manifest)
+	}
+	for _, t := range tags {
+		if err := s.Set(ctx, t, res.Manifest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// request turns the flags into a build request.
+func (opts *buildOptions) request(contextDir string) (build.Request, error) {
+	req := build.Request{ContextDir: contextDir, Target: opts.target}
+	var err error
+	if req.Compression, err = layer.ParseCompression(opts.compression); err != nil {
+		return req, usageError{err}
+	}
+	if req.Platform, err = manifest.ParsePlatform(opts.platform); err != nil {
+		return req, usageError{err}
+	}
+	if req.SourceDateEpoch, err = manifest.ParseSourceDateEpoch(opts.epoch); err != nil {
+		return req, usageError{err}
+	}
+	if req.BuildArgs, err = keyValues("--build-arg", opts.buildArgs, true); err != nil {
+		return req, err
+	}
+	if req.Labels, err = keyValues("--label", opts.labels, false); err != nil {
+		return req, err
+	}
+	if req.Annotations, err = keyValues("--annotation", opts.annotations, false); err != nil {
+		return req, err
+	}
+	if opts.secretSpecs, err = parseSecrets(opts.secrets); err != nil {
+		return req, err
+	}
+	return req, readDockerfile(&req, opts.file)
+}
+
+// readDockerfile reads -f (default PATH/Dockerfile; - is standard input).
+func readDockerfile(req *build.Request, file string) error {
+	switch file {
+	case "-":
+		data, err := io.ReadAll(io.LimitReader(os.Stdin, maxDockerfile+1))
+		if err != nil {
+			return fmt.Errorf("read Dockerfile from standard input: %w", err)
+		}
+		req.Dockerfile, req.DockerfileName = data, "Dockerfile"
+	case "":
+		file = filepath.Join(req.ContextDir, "Dockerfile")
+		fallthrough
+	default:
+		f, err := os.Open(file)
+		if err != nil {
+			return fmt.Errorf("read Dockerfile: %w", err)
+		}
+		defer f.Close()
+		data, err := io.ReadAll(io.LimitReader(f, maxDockerfile+1))
+		if err != nil {
+			return fmt.Errorf("read Dockerfile: %w", err)
+		}
+		req.Dockerfile, req.DockerfileName, req.DockerfilePath = data, file, file
+	}
+	if len(req.Dockerfile) > maxDockerfile {
+		return fmt.Errorf("read Dockerfile: more than %d bytes", maxDockerfile)
+	}
+	return nil
+}
+
+// maxDockerfile bounds the Dockerfile read (BuildKit's own limit is
+// similar).
+const maxDockerfile = 4 << 20
+
+// keyValues parses KEY=VALUE flags. With fromEnv, a bare KEY takes its
+// value from the environment (and is left out when unset), as docker's
+// --build-arg does.
+func keyValues(flag string, list []string, fromEnv bool) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range list {
+		k, v, ok := strings.Cut(kv, "=")
+		if k == "" {
+			return nil, usageError{fmt.Errorf("%s %q: want KEY=VALUE", flag, kv)}
+		}
+		if !ok {
+			if !fromEnv {
+				return nil, usageError{fmt.Errorf("%s %q: want KEY=VALUE", flag, kv)}
+			}
+			if v, ok = os.LookupEnv(k); !ok {
+				continue
+			}
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// secretSpec is one --secret: a file, or an environment variable read
+// now.
+type secretSpec struct{ id, src, env string }
+
+// parseSecrets parses --secret id=ID,src=FILE or id=ID,env=VAR (a bare
+// id=ID takes the variable ID, as buildx does).
+func parseSecrets(list []string) ([]secretSpec, error) {
+	var out []secretSpec
+	for _, s := range list {
+		var sp secretSpec
+		for _, f := range strings.Split(s, ",") {
+			k, v, _ := strings.Cut(f, "=")
+			switch k {
+			case "id":
+				sp.id = v
+			case "src", "source":
+				sp.src = v
+			case "env":
+				sp.env = v
+			case "type":
+			default:
+				return nil, usageError{fmt.Errorf("--secret %q: unknown field %q; want id=ID,src=FILE or id=ID,env=VAR", s, k)}
+			}
+		}
+		if sp.id == "" {
+			sp.id = cmpOr(sp.env, filepath.Base(sp.src))
+		}
+		if sp.id == "" || sp.id == "." {
+			return nil, usageError{fmt.Errorf("--secret %q: want id=ID,src=FILE or id=ID,env=VAR", s)}
+		}
+		if sp.src == "" && sp.env == "" {
+			sp.env = sp.id
+		}
+		out = append(out, sp)
+	}
+	return out, nil
+}
+
+// secretFiles gives each secret a file for the build: its own, or, for
+// env= secrets, a 0600 file under dir, which the caller removes.
+func secretFiles(specs []secretSpec, dir func() (string, error)) (map[string]string, error) {
+	out := map[string]string{}
+	for _, sp := range specs {
+		if sp.src != "" {
+			if _, err := os.Stat(sp.src); err != nil {
+				return nil, fmt.Errorf("--secret %s: %w", sp.id, err)
+			}
+			out[sp.id] = sp.src
+			continue
+		}
+		v, ok := os.LookupEnv(sp.env)
+		if !ok {
+			return nil, fmt.Errorf("--secret %s: environment variable %s is not set", sp.id, sp.env)
+		}
+		d, err := dir()
+		if err != nil {
+			return nil, err
+		}
+		f := filepath.Join(d, "secret-"+strconv.Itoa(len(out)))
+		if err := os.WriteFile(f, []byte(v), 0o600); err != nil {
+			return nil, fmt.Errorf("--secret %s: %w", sp.id, err)
+		}
+		out[sp.id] = f
+	}
+	return out, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

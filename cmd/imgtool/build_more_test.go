@@ -1,0 +1,104 @@
+package main_test
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestBuildUnprivileged builds as uid 65534 (CI runs as root and drops to
+// it): RUN runs in a user namespace, COPY --chown to a user the builder
+// cannot chown to is recorded, and the image is the same, digest for
+// digest, as the one root builds.
+func TestBuildUnprivileged(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to drop to uid 65534; as non-root every test is already unprivileged")
+	}
+	c := newCLI(t)
+	busyboxBase(t, c)
+	base := t.TempDir()
+	for _, p := range []string{base, filepath.Dir(base), filepath.Dir(binary)} {
+		os.Chmod(p, 0o755)
+	}
+	dir := writeContext(t, filepath.Join(base, "ctx"), map[string]string{
+		"Dockerfile": "FROM base:1\nCOPY --chown=app:staff app.conf /etc/app.conf\nRUN echo ran > /ran && mkdir /data\nUSER app\n",
+		"app.conf":   "x=1\n",
+	})
+	chownTree(t, base, nobody)
+	const epoch = "SOURCE_DATE_EPOCH=1700000000"
+	c.env = append(c.env, epoch)
+	asRoot := strings.TrimSpace(c.ok("build", "-t", "root:1", dir))
+
+	chownTree(t, c.root, nobody)
+	cmd := exec.Command(binary, "--root", c.root, "--progress", "plain", "build", "-t", "nobody:1", dir)
+	cmd.Env = []string{"HOME=" + base, "PATH=/usr/sbin:/usr/bin:/sbin:/bin", epoch}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("build as uid %d: %v\n%s", nobody, err, errOutput(err))
+	}
+	if got := strings.TrimSpace(string(out)); got != asRoot {
+		t.Errorf("built as uid %d: %s; as root: %s", nobody, got, asRoot)
+	}
+	files := exportFiles(t, c, "nobody:1")
+	if h := files["etc/app.conf"]; h == nil || h.Uid != 1000 || h.Gid != 50 {
+		t.Errorf("etc/app.conf: %+v", h)
+	}
+	if h := files["ran"]; h == nil || h.Uid != 0 || h.Linkname != "ran\n" {
+		t.Errorf("ran: %+v", h)
+	}
+}
+
+func errOutput(err error) string {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(ee.Stderr)
+	}
+	return ""
+}
+
+// TestBuildInterrupted: SIGINT during a RUN stops the build with status
+// 130, names nothing, and leaves no temporary directory behind.
+func TestBuildInterrupted(t *testing.T) {
+	c := newCLI(t)
+	busyboxBase(t, c)
+	before := c.images()
+	dir := writeContext(t, t.TempDir(), map[string]string{"Dockerfile": "FROM base:1\nRUN echo started; sleep 60\n"})
+	cmd := exec.Command(binary, "--root", c.root, "--progress", "plain", "build", "-t", "int:1", dir)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if strings.HasSuffix(sc.Text(), " started") {
+			break
+		}
+	}
+	start := time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("interrupted build: %v, want exit 130", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("the build took %s to stop", d)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(c.root, "tmp")); len(entries) != 0 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+	if after := c.images(); len(after) != len(before) {
+		t.Errorf("images after an interrupted build: %v", after)
+	}
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/imgtool/imgtool/build"
+	"github.com/imgtool/imgtool/store"
+	"github.com/imgtool/imgtool/store/transport"
+)
+
+// output is one place --output or --push writes the built image.
+type output struct {
+	loc transport.Location
+}
+
+// parseOutputs parses buildx's --output syntax: type=oci|oci-archive|
+// docker-archive with dest=PATH, or type=registry (also type=image with
+// push=true) with name=REF.
+func parseOutputs(list []string) ([]output, error) {
+	var out []output
+	for _, s := range list {
+		attrs := map[string]string{}
+		for _, f := range strings.Split(s, ",") {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok {
+				return nil, fmt.Errorf("--output %q: want type=TYPE,dest=PATH or type=registry,name=REF", s)
+			}
+			attrs[k] = v
+		}
+		var loc transport.Location
+		switch attrs["type"] {
+		case "oci":
+			loc.Kind = transport.OCILayout
+		case "oci-archive":
+			loc.Kind = transport.OCIArchive
+		case "docker-archive", "docker":
+			loc.Kind = transport.DockerArchive
+		case "registry":
+			loc.Kind = transport.Registry
+		case "image":
+			if attrs["push"] != "true" {
+				return nil, fmt.Errorf("--output %q: type=image writes to the local store, which every build does; add push=true to push", s)
+			}
+			loc.Kind = transport.Registry
+		default:
+			return nil, fmt.Errorf("--output %q: unknown type %q; want oci, oci-archive, docker-archive or registry", s, attrs["type"])
+		}
+		if loc.Kind == transport.Registry {
+			if loc.Ref = attrs["name"]; loc.Ref == "" {
+				return nil, fmt.Errorf("--output %q: type=registry needs name=REF", s)
+			}
+		} else {
+			if loc.Path = attrs["dest"]; loc.Path == "" {
+				return nil, fmt.Errorf("--output %q: type=%s needs dest=PATH", s, attrs["type"])
+			}
+			loc.Ref = attrs["name"]
+		}
+		out = append(out, output{loc: loc})
+	}
+	return out, nil
+}
+
+// exportBuild copies the built image from the store to out. Layouts and
+// archives get the first tag as the image's name unless name= gave one.
+func (o *globalOptions) exportBuild(ctx context.Context, s *store.Store, res build.Result, out output, tags []string, show bool) error {
+	name := out.loc.Ref
+	if name == "" && len(tags) > 0 {
+		name = tags[0]
+	}
+	dstLoc := out.loc
+	dstLoc.Ref = ""
+	src := transport.NewStoreSource(s, res.Manifest.Digest.String())
+	defer src.Close()
+	images, err := src.Images(ctx)
+	if err != nil {
+		return err
+	}
+	dst, err := transport.OpenDestination(ctx, dstLoc, o.env(s))
+	if err != nil {
+		return err
+	}
+	mode := "quiet"
+	if show {
+		mode = o.progress
+	}
+	disp := newDisplay(ctx, mode, os.Stderr)
+	_, err = transport.Copy(ctx, src, dst, images[0], name, transport.Options{Progress: disp, AllPlatforms: true})
+	disp.Wait()
+	if err != nil {
+		dst.Abort()
+		return fmt.Errorf("write %s: %w", outputName(out.loc), err)
+	}
+	if err := dst.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", outputName(out.loc), err)
+	}
+	if show {
+		fmt.Fprintf(os.Stderr, "Wrote %s to %s\n", res.Manifest.Digest, outputName(out.loc))
+	}
+	return nil
+}
+
+func outputName(l transport.Location) string {
+	if l.Kind == transport.Registry {
+		return l.Ref
+	}
+	return l.Kind.String() + ":" + l.Path
+}
+
+// writeResultFiles writes --iidfile (the image's manifest digest, the ID
+// imgtool lists images by) and --metadata-file (buildx's keys), each
+// atomically.
+func writeResultFiles(opts *buildOptions, res build.Result) error {
+	if opts.iidfile != "" {
+		if err := writeAtomic(opts.iidfile, []byte(res.Manifest.Digest.String())); err != nil {
+			return fmt.Errorf("--iidfile: %w", err)
+		}
+	}
+	if opts.metadataFile == "" {
+		return nil
+	}
+	md := map[string]any{
+		"containerimage.digest":        res.Manifest.Digest,
+		"containerimage.config.digest": res.Config.Digest,
+		"containerimage.descriptor":    res.Manifest,
+	}
+	if len(opts.tags) > 0 {
+		names := make([]string, len(opts.tags))
+		for i, t := range opts.tags {
+			n, err := store.NormalizeRef(t)
+			if err != nil {
+				return err
+			}
+			names[i] = n
+		}
+		md["image.name"] = strings.Join(names, ",")
+	}
+	raw, err := json.MarshalIndent(md, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(opts.metadataFile, append(raw, '\n')); err != nil {
+		return fmt.Errorf("--metadata-file: %w", err)
+	}
+	return nil
+}
+
+// writeAtomic writes data to path through a temporary file and a rename.
+func writeAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
