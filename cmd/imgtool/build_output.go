@@ -73,7 +73,9 @@ func (o *globalOptions) exportBuild(ctx context.Context, s *store.Store, res bui
 		name = tags[0]
 	}
 	dstLoc := out.loc
-	dstLoc.Ref = ""
+	if dstLoc.Kind != transport.Registry {
+		dstLoc.Ref = "" // the name goes to Copy; the location is the file
+	}
 	src := transport.NewStoreSource(s, res.Manifest.Digest.String())
 	defer src.Close()
 	images, err := src.Images(ctx)

@@ -19,6 +19,12 @@ import (
 // applets, and a passwd naming user app (1000) and group staff (50).
 func busyboxBase(t *testing.T, c *cli) {
 	t.Helper()
+	writeBase(t, c, busyboxRootfs(t))
+}
+
+// busyboxRootfs makes the base image's tree.
+func busyboxRootfs(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	files := map[string]string{
 		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
@@ -41,6 +47,13 @@ func busyboxBase(t *testing.T, c *cli) {
 	for _, a := range []string{"sh", "echo", "cat", "ls", "mkdir", "id", "sleep", "touch", "stat", "chown"} {
 		os.Symlink("busybox", filepath.Join(dir, "bin", a))
 	}
+	return dir
+}
+
+// writeBase makes the image of tree dir as "base:1" in c's store. Its
+// history names dir: the same dir gives the same image.
+func writeBase(t *testing.T, c *cli, dir string) {
+	t.Helper()
 	ctx := context.Background()
 	s, err := store.Open(ctx, filepath.Join(c.root, "store"))
 	if err != nil {
