@@ -115,6 +115,7 @@ func TestCopyErrors(t *testing.T) {
 		{"FROM base:1\nRUN --mount=type=secret,id=tok,required cat /run/secrets/tok\n", `secret "tok" is required`},
 		{"FROM base:1\nFROOM x\n", "Dockerfile:2: FROOM x: unknown instruction: FROOM"},
 		{"FROM --platform=linux/s390x base:1\n", "only this machine's platform"},
+		{"FROM base:1\nARG DEST\nCOPY a.txt ${DEST:?required}\n", `Dockerfile:3: COPY a.txt ${DEST:?required}: expand variables: failed to process "${DEST:?required}": DEST: required`},
 	} {
 		_, _, err := testBuild(t, s, ctx, tc.df, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -102,3 +102,39 @@ func TestBuildInterrupted(t *testing.T) {
 		t.Errorf("images after an interrupted build: %v", after)
 	}
 }
+
+// TestBuildPullsBaseAndIsolatesNetwork: a base image the store lacks is
+// pulled from its registry; RUN --network=none sees only loopback.
+func TestBuildPullsBaseAndIsolatesNetwork(t *testing.T) {
+	reg := newRegistry(t, nil)
+	pusher := newCLI(t)
+	busyboxBase(t, pusher)
+	pusher.ok("push", "base:1", reg+"/lib/base:1")
+
+	c := newCLI(t)
+	dir := writeContext(t, t.TempDir(), map[string]string{"Dockerfile": "FROM " + reg + "/lib/base:1\n" +
+		"RUN --network=none cat /proc/net/dev > /netdev\n"})
+	r := c.run(nil, "build", "-t", "net:1", dir)
+	if r.code != 0 {
+		t.Fatalf("build: %s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, "pulling "+reg+"/lib/base:1") {
+		t.Errorf("progress does not say it pulled:\n%s", r.stderr)
+	}
+	if _, ok := c.images()[reg+"/lib/base:1"]; !ok {
+		t.Errorf("the pulled base is not in the store: %v", c.images())
+	}
+	h := exportFiles(t, c, "net:1")["netdev"]
+	if h == nil {
+		t.Fatal("no /netdev")
+	}
+	var ifaces []string
+	for _, l := range strings.Split(h.Linkname, "\n")[2:] {
+		if name, _, ok := strings.Cut(strings.TrimSpace(l), ":"); ok {
+			ifaces = append(ifaces, name)
+		}
+	}
+	if strings.Join(ifaces, ",") != "lo" {
+		t.Errorf("RUN --network=none sees interfaces %v", ifaces)
+	}
+}
