@@ -33,6 +33,7 @@ fuzz:
 	$(GO) test ./manifest -run '^$$' -fuzz FuzzChildren -fuzztime $(FUZZTIME)
 	$(GO) test ./store/transport -run '^$$' -fuzz FuzzArchive -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./unpack -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
+	$(GO) test ./build -run '^$$' -fuzz FuzzPlan -fuzztime $(FUZZTIME)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
