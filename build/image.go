@@ -103,8 +103,8 @@ func (r *buildRun) unpackStage(ctx context.Context, prev *stageResult, dest stri
 	return nil
 }
 
-// mkdirPrivate makes the empty root filesystem of a FROM scratch stage.
-func mkdirPrivate(dir string) error {
+// mkdirRootfs makes the empty root filesystem of a FROM scratch stage.
+func mkdirRootfs(dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return fmt.Errorf("make root filesystem: %w", err)
 	}

@@ -109,7 +109,8 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 	}
 	exe, err := newExecutor()
 	if err != nil {
-		return err
+		// Dockerfiles without RUN build without one.
+		exe = missingExecutor{err}
 	}
 	ctx := cmd.Context()
 	s, err := o.openStore(ctx)
@@ -170,6 +171,11 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 	fmt.Fprintln(cmd.OutOrStdout(), res.Manifest.Digest)
 	return nil
 }
+
+// missingExecutor reports, at the first RUN, why RUN cannot run here.
+type missingExecutor struct{ err error }
+
+func (m missingExecutor) Run(context.Context, build.RunSpec) (int, error) { return 0, m.err }
 
 // nameImage records the image in the store under every tag, or unnamed.
 func nameImage(ctx context.Context, s *store.Store, tags []string, res build.Result) error {

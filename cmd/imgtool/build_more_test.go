@@ -138,3 +138,31 @@ func TestBuildPullsBaseAndIsolatesNetwork(t *testing.T) {
 		t.Errorf("RUN --network=none sees interfaces %v", ifaces)
 	}
 }
+
+// TestBuildSecrets: --secret from a file and from the environment reach
+// RUN --mount=type=secret, and neither stays in the image or on disk.
+func TestBuildSecrets(t *testing.T) {
+	c := newCLI(t)
+	busyboxBase(t, c)
+	c.env = append(c.env, "API_TOKEN=from-env")
+	file := filepath.Join(t.TempDir(), "npmrc")
+	if err := os.WriteFile(file, []byte("from-file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := writeContext(t, t.TempDir(), map[string]string{"Dockerfile": "FROM base:1\n" +
+		"RUN --mount=type=secret,id=npmrc --mount=type=secret,id=token cat /run/secrets/npmrc /run/secrets/token > /used\n"})
+	c.ok("build", "-t", "sec:1", "--secret", "id=npmrc,src="+file, "--secret", "id=token,env=API_TOKEN", dir)
+	files := exportFiles(t, c, "sec:1")
+	if h := files["used"]; h == nil || h.Linkname != "from-filefrom-env" {
+		t.Errorf("/used: %+v", h)
+	}
+	if _, ok := files["run/secrets/npmrc"]; ok {
+		t.Error("the secret's mount point is in the image")
+	}
+	if entries, _ := os.ReadDir(filepath.Join(c.root, "tmp")); len(entries) != 0 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+	if line := c.fail(1, "build", "--secret", "id=x,env=NOT_SET_ANYWHERE", dir); !strings.Contains(line, "NOT_SET_ANYWHERE is not set") {
+		t.Errorf("unset secret variable: %s", line)
+	}
+}

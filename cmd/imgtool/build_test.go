@@ -233,6 +233,9 @@ func TestBuildErrors(t *testing.T) {
 	if line := c.fail(1, "build", "--target", "nope", dir); !strings.Contains(line, `target stage "nope" not found`) {
 		t.Errorf("unknown target: %s", line)
 	}
+	if line := c.fail(1, "build", "--platform", "linux/s390x", dir); !strings.Contains(line, "only this machine's platform") {
+		t.Errorf("--platform linux/s390x: %s", line)
+	}
 	c.fail(2, "build", "--output", "type=tar", dir)
 	c.fail(2, "build", "--build-arg", "=x", dir)
 	if after := c.images(); !reflect.DeepEqual(after, before) {
