@@ -111,6 +111,7 @@ func (s *stageRun) copy(ctx context.Context, op copyOp) error {
 		return err
 	}
 	c := &copier{w: newFSWriter(s.rootfs, s.r.rootless), from: op.from, owner: o, chmod: chmod, excludes: excl, ctx: ctx}
+	defer c.w.restoreModes() // on failure; addLayer restores them on success
 	var matches []match
 	for _, src := range op.srcs {
 		ms, err := s.sources(ctx, op, src)

@@ -95,6 +95,9 @@ func (c *copier) copyDir(srcHost, srcPath, rel, dirHost string, lazy bool) error
 		if lazy {
 			// The parent was excluded but this entry is back: make the
 			// directories above it, as docker's context transfer does.
+			if err := c.w.openUp(filepath.Dir(dirHost)); err != nil {
+				return err
+			}
 			if err := os.MkdirAll(dirHost, 0o755); err != nil {
 				return err
 			}

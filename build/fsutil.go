@@ -87,10 +87,48 @@ type fsWriter struct {
 	t        *tree
 	rootless bool // unprivileged: owners go in the rootlesscontainers xattr
 	written  map[string]bool
+	opened   map[string]uint32 // read-only directories opened up, and their modes
 }
 
 func newFSWriter(t *tree, rootless bool) *fsWriter {
-	return &fsWriter{t: t, rootless: rootless, written: map[string]bool{}}
+	return &fsWriter{t: t, rootless: rootless, written: map[string]bool{}, opened: map[string]uint32{}}
+}
+
+// openUp makes directory dir writable by its owner for the time of a
+// write: an unprivileged builder owns the tree but, unlike root, is held
+// to its modes, and images have read-only directories (Fedora's
+// /usr/lib is 0555). restoreModes puts the modes back.
+func (w *fsWriter) openUp(dir string) error {
+	if !w.rootless {
+		return nil
+	}
+	if _, ok := w.opened[dir]; ok {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return err
+	}
+	if st.Mode&0o300 == 0o300 {
+		return nil
+	}
+	if err := unix.Chmod(dir, st.Mode&0o7777|0o700); err != nil {
+		return fmt.Errorf("open up read-only directory /%s: %w", w.t.rel(dir), err)
+	}
+	w.opened[dir] = st.Mode & 0o7777
+	return nil
+}
+
+// restoreModes gives the directories openUp opened their modes back.
+func (w *fsWriter) restoreModes() error {
+	var first error
+	for dir, mode := range w.opened {
+		if err := unix.Chmod(dir, mode); err != nil && first == nil {
+			first = fmt.Errorf("restore mode of /%s: %w", w.t.rel(dir), err)
+		}
+		delete(w.opened, dir)
+	}
+	return first
 }
 
 // mkdirAll makes directory p (inside the tree) and what is missing above
@@ -117,6 +155,9 @@ func (w *fsWriter) mkdirAll(p string, o owner) (string, error) {
 		return "", err
 	}
 	host = filepath.Join(parent, path.Base(p))
+	if err := w.openUp(parent); err != nil {
+		return "", err
+	}
 	if err := os.Mkdir(host, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("make directory %s: %w", p, err)
 	}
@@ -138,6 +179,9 @@ func (w *fsWriter) mark(host string) {
 // anything there goes, except a directory that a directory merges into.
 // It reports whether a directory is already there.
 func (w *fsWriter) prepare(dirHost, base string, isDir bool) (string, bool, error) {
+	if err := w.openUp(dirHost); err != nil {
+		return "", false, err
+	}
 	host := filepath.Join(dirHost, base)
 	fi, err := os.Lstat(host)
 	switch {

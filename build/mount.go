@@ -165,6 +165,7 @@ func (m *mounter) mount(mt Mount, dir bool) error {
 	if !dir {
 		parent = path.Dir(mt.Target)
 	}
+	defer w.restoreModes()
 	if _, err := w.mkdirAll(parent, owner{}); err != nil {
 		return fmt.Errorf("mount point %s: %w", mt.Target, err)
 	}
@@ -176,6 +177,9 @@ func (m *mounter) mount(mt Mount, dir bool) error {
 		}
 		f := filepath.Join(host, path.Base(mt.Target))
 		if _, err := os.Lstat(f); errors.Is(err, os.ErrNotExist) {
+			if err := w.openUp(host); err != nil {
+				return err
+			}
 			if err := os.WriteFile(f, nil, 0o600); err != nil {
 				return fmt.Errorf("mount point %s: %w", mt.Target, err)
 			}
@@ -192,15 +196,20 @@ func (m *mounter) mount(mt Mount, dir bool) error {
 // removeTargets removes the mount points the run did not fill, deepest
 // first.
 func (m *mounter) removeTargets() error {
+	w := newFSWriter(m.s.rootfs, m.s.r.rootless)
+	defer w.restoreModes()
 	for _, p := range slices.Backward(m.created) {
 		if fi, err := os.Lstat(p); err == nil && (!fi.IsDir() && fi.Size() == 0 || fi.IsDir()) {
+			if err := w.openUp(filepath.Dir(p)); err != nil {
+				return err
+			}
 			if err := os.Remove(p); err != nil && !isNotEmpty(err) {
 				return fmt.Errorf("remove mount point: %w", err)
 			}
 		}
 	}
 	m.created = nil
-	return nil
+	return w.restoreModes()
 }
 
 func (m *mounter) cleanup() {

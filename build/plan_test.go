@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imgtool/imgtool/manifest"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
@@ -75,19 +76,20 @@ func TestParseErrors(t *testing.T) {
 // default takes the global one; platform ARGs are predefined; ARG values
 // expand earlier ones.
 func TestArgScopes(t *testing.T) {
-	df := "ARG A=global-a\nARG B\nARG C=${A}-c\nFROM x\nARG A\nARG B=stage-b\nARG TARGETARCH\nARG D=$A/$B\nARG UNSET\n"
+	df := "ARG A=global-a\nARG B\nARG C=${A}-c\nFROM x\nARG A\nARG B=stage-b\nARG TARGETARCH\nARG D=$A/$B\nARG UNSET\nARG SOURCE_DATE_EPOCH\n"
 	for _, tc := range []struct {
 		args map[string]string
 		want []string
 	}{
-		{nil, []string{"A=global-a", "B=stage-b", "TARGETARCH=" + manifest.Native().Architecture, "D=global-a/stage-b"}},
-		{map[string]string{"A": "cli", "B": "cli-b"}, []string{"A=cli", "B=cli-b", "TARGETARCH=" + manifest.Native().Architecture, "D=cli/cli-b"}},
+		{nil, []string{"A=global-a", "B=stage-b", "TARGETARCH=" + manifest.Native().Architecture, "D=global-a/stage-b", "SOURCE_DATE_EPOCH=1700000000"}},
+		{map[string]string{"A": "cli", "B": "cli-b"}, []string{"A=cli", "B=cli-b", "TARGETARCH=" + manifest.Native().Architecture, "D=cli/cli-b", "SOURCE_DATE_EPOCH=1700000000"}},
 	} {
 		p, err := parseDockerfile("Dockerfile", []byte(df)) // expansion rewrites the instructions
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := &buildRun{plan: p, req: Request{Platform: manifest.Native(), BuildArgs: tc.args}, usedArgs: map[string]bool{}}
+		epoch := time.Unix(1700000000, 0)
+		r := &buildRun{plan: p, req: Request{Platform: manifest.Native(), BuildArgs: tc.args, SourceDateEpoch: &epoch}, usedArgs: map[string]bool{}}
 		meta, err := r.metaArgs()
 		if err != nil {
 			t.Fatal(err)

@@ -38,7 +38,12 @@ func (s *stageRun) run(ctx context.Context, c *instructions.RunCommand, st *step
 	if err != nil {
 		return err
 	}
-	if _, err := newFSWriter(s.rootfs, s.r.rootless).mkdirAll(dir, o); err != nil {
+	w := newFSWriter(s.rootfs, s.r.rootless)
+	_, err = w.mkdirAll(dir, o)
+	if rerr := w.restoreModes(); err == nil {
+		err = rerr
+	}
+	if err != nil {
 		return fmt.Errorf("make working directory %s: %w", dir, err)
 	}
 	env := s.runEnv()

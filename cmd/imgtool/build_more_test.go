@@ -26,7 +26,8 @@ func TestBuildUnprivileged(t *testing.T) {
 		os.Chmod(p, 0o755)
 	}
 	dir := writeContext(t, filepath.Join(base, "ctx"), map[string]string{
-		"Dockerfile": "FROM base:1\nCOPY --chown=app:staff app.conf /etc/app.conf\nRUN echo ran > /ran && mkdir /data\nUSER app\n",
+		"Dockerfile": "FROM base:1\nCOPY --chown=app:staff app.conf /etc/app.conf\nCOPY app.conf /usr/lib/app/\n" +
+			"RUN echo ran > /ran && mkdir /data\nRUN --mount=type=tmpfs,target=/usr/lib/tmp true\nUSER app\n",
 		"app.conf":   "x=1\n",
 	})
 	chownTree(t, base, nobody)
@@ -48,6 +49,9 @@ func TestBuildUnprivileged(t *testing.T) {
 	files := exportFiles(t, c, "nobody:1")
 	if h := files["etc/app.conf"]; h == nil || h.Uid != 1000 || h.Gid != 50 {
 		t.Errorf("etc/app.conf: %+v", h)
+	}
+	if h := files["usr/lib/app/app.conf"]; h == nil || files["usr/lib"].Mode != 0o555 {
+		t.Errorf("COPY into the read-only /usr/lib: %+v, /usr/lib %+v", h, files["usr/lib"])
 	}
 	if h := files["ran"]; h == nil || h.Uid != 0 || h.Linkname != "ran\n" {
 		t.Errorf("ran: %+v", h)

@@ -47,6 +47,9 @@ func busyboxRootfs(t *testing.T) string {
 	for _, a := range []string{"sh", "echo", "cat", "ls", "mkdir", "id", "sleep", "touch", "stat", "chown"} {
 		os.Symlink("busybox", filepath.Join(dir, "bin", a))
 	}
+	// A read-only directory, as Fedora's /usr/lib is.
+	os.MkdirAll(filepath.Join(dir, "usr", "lib"), 0o755)
+	os.Chmod(filepath.Join(dir, "usr", "lib"), 0o555)
 	return dir
 }
 
