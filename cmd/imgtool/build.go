@@ -35,6 +35,7 @@ type buildOptions struct {
 	noCache      bool
 	secrets      []string
 	quiet        bool
+	pull         bool
 	secretSpecs  []secretSpec
 }
 
@@ -80,6 +81,7 @@ type=docker-archive,dest=FILE or type=registry,name=REF; --push pushes every -t.
 	f.BoolVar(&opts.push, "push", false, "push the image to the registry of every -t")
 	f.BoolVar(&opts.noCache, "no-cache", false, "do not use a build cache (accepted for compatibility: imgtool has no build cache yet)")
 	f.StringArrayVar(&opts.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)")
+	f.BoolVar(&opts.pull, "pull", false, "pull base images again even when the store has them")
 	f.BoolVarP(&opts.quiet, "quiet", "q", false, "print only the image digest (same as --progress quiet)")
 	return cmd
 }
@@ -192,7 +194,7 @@ func nameImage(ctx context.Context, s *store.Store, tags []string, res build.Res
 
 // request turns the flags into a build request.
 func (opts *buildOptions) request(contextDir string) (build.Request, error) {
-	req := build.Request{ContextDir: contextDir, Target: opts.target}
+	req := build.Request{ContextDir: contextDir, Target: opts.target, PullAlways: opts.pull}
 	var err error
 	if req.Compression, err = layer.ParseCompression(opts.compression); err != nil {
 		return req, usageError{err}

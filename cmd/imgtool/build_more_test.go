@@ -28,7 +28,7 @@ func TestBuildUnprivileged(t *testing.T) {
 	dir := writeContext(t, filepath.Join(base, "ctx"), map[string]string{
 		"Dockerfile": "FROM base:1\nCOPY --chown=app:staff app.conf /etc/app.conf\nCOPY app.conf /usr/lib/app/\n" +
 			"RUN echo ran > /ran && mkdir /data\nRUN --mount=type=tmpfs,target=/usr/lib/tmp true\nUSER app\n",
-		"app.conf":   "x=1\n",
+		"app.conf": "x=1\n",
 	})
 	chownTree(t, base, nobody)
 	const epoch = "SOURCE_DATE_EPOCH=1700000000"
@@ -140,6 +140,17 @@ func TestBuildPullsBaseAndIsolatesNetwork(t *testing.T) {
 	}
 	if strings.Join(ifaces, ",") != "lo" {
 		t.Errorf("RUN --network=none sees interfaces %v", ifaces)
+	}
+
+	// --pull follows a tag the registry moved; without it the store's
+	// copy is used.
+	pushRandom(t, reg+"/lib/base:1")
+	if r := c.run(nil, "build", "-t", "net:2", dir); r.code != 0 || strings.Contains(r.stderr, "pulling") {
+		t.Errorf("build without --pull: %d\n%s", r.code, r.stderr)
+	}
+	// The moved tag names random layers without a shell: RUN fails.
+	if r := c.run(nil, "build", "--pull", "-t", "net:3", dir); !strings.Contains(r.stderr, "pulling "+reg+"/lib/base:1") || r.code != 1 {
+		t.Errorf("build --pull did not use the moved tag: %d\n%s", r.code, r.stderr)
 	}
 }
 
