@@ -55,7 +55,9 @@ default (--compression gzip for docker before 23). With SOURCE_DATE_EPOCH (or
 --source-date-epoch) the same inputs always give the same image digest.
 
 --output writes the image elsewhere too: type=oci,dest=DIR, type=oci-archive,dest=FILE,
-type=docker-archive,dest=FILE or type=registry,name=REF; --push pushes every -t.`,
+type=docker-archive,dest=FILE or type=registry,name=REF; or its filesystem:
+type=local,dest=DIR (or just DIR) and type=tar,dest=FILE (or - for standard output).
+--push pushes every -t.`,
 		Example: `  imgtool build -t app:1 .
   imgtool build -f build/Dockerfile --target runtime --build-arg VERSION=1.2 -t app:1 .
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) imgtool build -t reg.example/app:1 --push .
@@ -77,7 +79,7 @@ type=docker-archive,dest=FILE or type=registry,name=REF; --push pushes every -t.
 	f.StringVar(&opts.epoch, "source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "clamp times to this Unix time for reproducible images (env SOURCE_DATE_EPOCH)")
 	f.StringVar(&opts.iidfile, "iidfile", "", "write the image's digest to this file")
 	f.StringVar(&opts.metadataFile, "metadata-file", "", "write the build result's digests as JSON to this file, as buildx does")
-	f.StringArrayVarP(&opts.outputs, "output", "o", nil, "also write the image: type=oci|oci-archive|docker-archive,dest=PATH or type=registry,name=REF (repeatable)")
+	f.StringArrayVarP(&opts.outputs, "output", "o", nil, "also write the image: type=oci|oci-archive|docker-archive,dest=PATH, type=registry,name=REF, or its filesystem: type=local,dest=DIR, type=tar,dest=FILE, - (repeatable)")
 	f.BoolVar(&opts.push, "push", false, "push the image to the registry of every -t")
 	f.BoolVar(&opts.noCache, "no-cache", false, "do not use a build cache (accepted for compatibility: imgtool has no build cache yet)")
 	f.StringArrayVar(&opts.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)")
@@ -169,6 +171,11 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 	}
 	if err := writeResultFiles(opts, res); err != nil {
 		return err
+	}
+	for _, out := range outs {
+		if out.tar == "-" {
+			return nil // standard output holds the tar
+		}
 	}
 	fmt.Fprintln(cmd.OutOrStdout(), res.Manifest.Digest)
 	return nil
