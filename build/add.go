@@ -63,8 +63,8 @@ func (a *addOp) fetch(ctx context.Context, s *stageRun, src string) ([]match, bo
 	if err != nil {
 		return nil, true, fmt.Errorf("download %s: %w", src, err)
 	}
-	name := path.Base(u.Path)
-	if name == "/" || name == "." || name == "" {
+	name := path.Base(path.Clean("/" + u.Path))
+	if name == "/" {
 		name = "__unnamed__" // docker's name for a URL without a file name
 	}
 	if err := os.Chtimes(file, mtime, mtime); err != nil {

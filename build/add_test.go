@@ -103,6 +103,10 @@ EOF
 COPY <<EOF /etc/motd
 Hello $HOSTNAME
 EOF
+RUN <<"../../../../escape"
+#!/bin/sh
+echo "$0" > /script-name
+../../../../escape
 `)
 	if f := imageFile(t, s, res, "onbuild"); f.data != "triggered\n" {
 		t.Errorf("ONBUILD trigger: %q", f.data)
@@ -115,6 +119,9 @@ EOF
 	}
 	if f := imageFile(t, s, res, "script"); f.data != "from a script: /dev/pipes/EOF\n" {
 		t.Errorf("RUN #! heredoc: %q", f.data)
+	}
+	if f := imageFile(t, s, res, "script-name"); f.data != "/dev/pipes/escape\n" {
+		t.Errorf("a heredoc named ../../../../escape ran as %q", f.data)
 	}
 	if f := imageFile(t, s, res, "etc/motd"); f.data != "Hello \n" {
 		t.Errorf("COPY heredoc: %q", f.data)

@@ -129,11 +129,11 @@ func isNotExistErr(err error) bool {
 func TestCopyParents(t *testing.T) {
 	s := baseStore(t)
 	ctx := contextDir(t, map[string]string{"x/a/file": "1", "x/b/file": "2", "y/z/deep": "3"})
-	res, out, err := testBuild(t, s, ctx, "FROM base:1\nCOPY --parents x/*/file /dst/\nCOPY --parents ./y/./z/deep /pivot/\nCOPY --exclude=b x /excl/\n", nil)
+	res, out, err := testBuild(t, s, ctx, "FROM base:1\nCOPY --parents x/*/file /dst/\nCOPY --parents ./y/./z/deep /pivot/\nCOPY --exclude=b x /excl/\nCOPY --link y /linked\n", nil)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, p := range []string{"dst/x/a/file", "dst/x/b/file", "pivot/z/deep", "excl/a/file"} {
+	for _, p := range []string{"dst/x/a/file", "dst/x/b/file", "pivot/z/deep", "excl/a/file", "linked/z/deep"} {
 		if f := imageFile(t, s, res, p); f.hdr == nil {
 			t.Errorf("%s missing", p)
 		}

@@ -139,7 +139,8 @@ func (s *stageRun) copy(ctx context.Context, op copyOp) error {
 	for _, h := range op.contents {
 		target := dest
 		if destDir {
-			target = path.Join(dest, h.Path)
+			// A heredoc's name is one file name, whatever it says.
+			target = path.Join(dest, path.Base(path.Clean("/"+h.Path)))
 		}
 		if err := c.writeContent(target, h.Data); err != nil {
 			return err

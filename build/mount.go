@@ -138,6 +138,11 @@ func (m *mounter) bindSource(ctx context.Context, mnt *instructions.Mount) (stri
 // script writes a heredoc that starts with #! to a file mounted at
 // /dev/pipes/NAME and returns the path to run.
 func (m *mounter) script(name, data string) (string, error) {
+	// The name is the heredoc's delimiter, which a quoted one lets be
+	// anything: keep one safe path component.
+	if name = path.Base(path.Clean("/" + name)); name == "/" {
+		name = "script"
+	}
 	dir, err := m.s.r.tempDir("script-")
 	if err != nil {
 		return "", err

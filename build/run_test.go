@@ -18,14 +18,15 @@ ENV TARGET=world
 WORKDIR /work
 RUN echo "$GREETING $TARGET" > greeting && mkdir -p sub && echo x > sub/x && rm /etc/group
 RUN ["/bin/sh", "-c", "echo exec form > exec.txt; echo streamed output"]
-`, nil)
+RUN echo "$HTTP_PROXY" > proxy
+`, func(r *Request) { r.BuildArgs = map[string]string{"HTTP_PROXY": "http://127.0.0.1:3128"} })
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "streamed output") || !strings.Contains(out, "[stage-0 5/6] RUN echo") || !strings.Contains(out, "DONE") {
+	if !strings.Contains(out, "streamed output") || !strings.Contains(out, "[stage-0 5/7] RUN echo") || !strings.Contains(out, "DONE") {
 		t.Errorf("progress:\n%s", out)
 	}
-	files := layerFiles(t, s, res, -2)
+	files := layerFiles(t, s, res, -3)
 	if f := files["work/greeting"]; f.data != "hello world\n" || f.hdr.Uid != 0 {
 		t.Errorf("greeting: %q uid %v", f.data, f.hdr)
 	}
@@ -38,8 +39,18 @@ RUN ["/bin/sh", "-c", "echo exec form > exec.txt; echo streamed output"]
 	if _, ok := files["proc"]; ok {
 		t.Error("the executor's /proc mount point is in the layer")
 	}
-	if f := layerFiles(t, s, res, -1)["work/exec.txt"]; f.data != "exec form\n" {
+	if f := layerFiles(t, s, res, -2)["work/exec.txt"]; f.data != "exec form\n" {
 		t.Errorf("exec form wrote %q", f.data)
+	}
+	// Proxy build args reach RUN without an ARG, and never the image.
+	if f := layerFiles(t, s, res, -1)["work/proxy"]; f.data != "http://127.0.0.1:3128\n" {
+		t.Errorf("HTTP_PROXY in RUN: %q", f.data)
+	}
+	if env := strings.Join(imageConfig(t, s, res).Config.Env, " "); strings.Contains(env, "PROXY") {
+		t.Errorf("proxy in the image's env: %s", env)
+	}
+	if strings.Contains(out, "not consumed") {
+		t.Errorf("a proxy build arg is reported unused:\n%s", out)
 	}
 }
 
