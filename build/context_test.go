@@ -164,3 +164,31 @@ func TestParseChmod(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyThroughSymlinks: a destination through symlinks the image holds
+// (absolute, climbing, dangling) is made inside the rootfs, never on the
+// host.
+func TestCopyThroughSymlinks(t *testing.T) {
+	s := baseStore(t)
+	hostDir := filepath.Join(t.TempDir(), "host-target") // must stay missing
+	hostExisting := t.TempDir()                          // must stay empty
+	ctx := contextDir(t, map[string]string{"a.txt": "a"})
+	res, out, err := testBuild(t, s, ctx, "FROM base:1\n"+
+		"RUN ln -s "+hostDir+" /abs && ln -s "+hostExisting+" /abs2 && ln -s ../../../../up /climb && mkdir /real && ln -s /real /ok\n"+
+		"COPY a.txt /abs2/\nCOPY a.txt /abs/sub/\nCOPY a.txt /climb/\nCOPY a.txt /ok/\nWORKDIR /abs/wd\n", nil)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if _, err := os.Lstat(hostDir); !os.IsNotExist(err) {
+		t.Fatalf("COPY wrote through a symlink onto the host: %v", err)
+	}
+	if entries, _ := os.ReadDir(hostExisting); len(entries) != 0 {
+		t.Fatalf("COPY wrote through a symlink into a host directory: %v", entries)
+	}
+	in := strings.TrimPrefix(hostDir, "/")
+	for _, p := range []string{in + "/sub/a.txt", strings.TrimPrefix(hostExisting, "/") + "/a.txt", "up/a.txt", "real/a.txt", in + "/wd"} {
+		if f := imageFile(t, s, res, p); f.hdr == nil {
+			t.Errorf("%s not in the image", p)
+		}
+	}
+}

@@ -131,11 +131,23 @@ func (w *fsWriter) restoreModes() error {
 	return first
 }
 
+// maxSymlinks bounds the symlinks mkdirAll follows, as the kernel's
+// ELOOP does.
+const maxSymlinks = 40
+
 // mkdirAll makes directory p (inside the tree) and what is missing above
 // it, new directories with mode 0755 and owner o, and returns its host
-// path. A non-directory in the way is an error, as in docker.
+// path. A dangling symlink on the way is followed inside the tree and
+// its target made, as docker does; a non-directory in the way is an
+// error.
 func (w *fsWriter) mkdirAll(p string, o owner) (string, error) {
-	p = path.Clean("/" + p)
+	return w.mkdirAllDepth(path.Clean("/"+p), o, 0)
+}
+
+func (w *fsWriter) mkdirAllDepth(p string, o owner, links int) (string, error) {
+	if links > maxSymlinks {
+		return "", fmt.Errorf("make directory %s: too many levels of symbolic links", p)
+	}
 	host, err := w.t.resolve(p)
 	if err == nil {
 		fi, err := os.Stat(host)
@@ -150,15 +162,33 @@ func (w *fsWriter) mkdirAll(p string, o owner) (string, error) {
 	if !errors.Is(err, fs.ErrNotExist) || p == "/" {
 		return "", err
 	}
-	parent, err := w.mkdirAll(path.Dir(p), o)
+	parent, err := w.mkdirAllDepth(path.Dir(p), o, links)
 	if err != nil {
 		return "", err
 	}
 	host = filepath.Join(parent, path.Base(p))
+	if fi, err := os.Lstat(host); err == nil {
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			return "", fmt.Errorf("make directory %s: it appeared meanwhile", p)
+		}
+		// Never mkdir through the link on the host: make its target by
+		// its path inside the tree.
+		target, err := os.Readlink(host)
+		if err != nil {
+			return "", err
+		}
+		if !path.IsAbs(target) {
+			target = path.Join("/"+w.t.rel(parent), target)
+		}
+		if _, err := w.mkdirAllDepth(target, o, links+1); err != nil {
+			return "", err
+		}
+		return w.mkdirAllDepth(p, o, links+1)
+	}
 	if err := w.openUp(parent); err != nil {
 		return "", err
 	}
-	if err := os.Mkdir(host, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(host, 0o755); err != nil {
 		return "", fmt.Errorf("make directory %s: %w", p, err)
 	}
 	if err := w.own(host, o, false); err != nil {

@@ -194,6 +194,14 @@ func (m *mounter) mount(mt Mount, dir bool) error {
 	for _, rel := range made {
 		m.created = append(m.created, filepath.Join(m.s.rootfs.root, rel))
 	}
+	// The executor mounts before it enters the rootfs, where a symlink
+	// in the target would resolve against the host: give it the target
+	// resolved inside the rootfs.
+	host, err := m.s.rootfs.resolve(mt.Target)
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", mt.Target, err)
+	}
+	mt.Target = "/" + m.s.rootfs.rel(host)
 	m.mounts = append(m.mounts, mt)
 	return nil
 }

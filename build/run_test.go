@@ -151,6 +151,8 @@ RUN --mount=type=cache,target=/cache --mount=type=bind,source=src,target=/mnt ca
 RUN --mount=type=secret,id=tok cat /run/secrets/tok > /secret-copy
 RUN --mount=type=secret,id=tok,env=TOK echo "$TOK" > /secret-env
 RUN --mount=type=tmpfs,target=/scratch touch /scratch/x; ls /scratch > /tmpfs-listing
+RUN ln -s /etc /link-out && ln -s ../../../tmp /link-up
+RUN --mount=type=tmpfs,target=/link-out/sub --mount=type=cache,target=/link-up/c touch /etc/sub/x /tmp/c/y; ls /etc/sub /tmp/c > /via-links
 `, func(r *Request) { r.Secrets = map[string]string{"tok": secret} })
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
@@ -166,6 +168,10 @@ RUN --mount=type=tmpfs,target=/scratch touch /scratch/x; ls /scratch > /tmpfs-li
 	}
 	if f := imageFile(t, s, res, "secret-env"); f.data != "s3cret\n" {
 		t.Errorf("secret env %q", f.data)
+	}
+	// Targets through symlinks resolve inside the rootfs.
+	if f := imageFile(t, s, res, "via-links"); f.data != "/etc/sub:\nx\n\n/tmp/c:\ny\n" {
+		t.Errorf("mounts through symlinks: %q", f.data)
 	}
 	if f := imageFile(t, s, res, "tmpfs-listing"); f.data != "x\n" {
 		t.Errorf("tmpfs listing %q", f.data)
