@@ -25,6 +25,7 @@ bench: build
 	bash bench/transfer.sh
 	bash bench/layer.sh
 	bash bench/unpack.sh
+	bash bench/build.sh
 
 # fuzz runs each fuzzer for FUZZTIME (the seeds also run in make test).
 # Minimizing the archive fuzzer's finds is slow, hence the short bound.
