@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bufio"
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,7 +28,7 @@ func TestBuildUnprivileged(t *testing.T) {
 	}
 	dir := writeContext(t, filepath.Join(base, "ctx"), map[string]string{
 		"Dockerfile": "FROM base:1\nCOPY --chown=app:staff app.conf /etc/app.conf\nCOPY app.conf /usr/lib/app/\n" +
-			"RUN echo ran > /ran && mkdir /data\nRUN --mount=type=tmpfs,target=/usr/lib/tmp true\nUSER app\n",
+			"RUN echo ran > /ran && mkdir /data\nRUN --mount=type=tmpfs,target=/usr/lib/tmp true\nUSER app\nRUN true\n",
 		"app.conf": "x=1\n",
 	})
 	chownTree(t, base, nobody)
@@ -39,9 +40,15 @@ func TestBuildUnprivileged(t *testing.T) {
 	cmd := exec.Command(binary, "--root", c.root, "--progress", "plain", "build", "-t", "nobody:1", dir)
 	cmd.Env = []string{"HOME=" + base, "PATH=/usr/sbin:/usr/bin:/sbin:/bin", epoch}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("build as uid %d: %v\n%s", nobody, err, errOutput(err))
+		t.Fatalf("build as uid %d: %v\n%s", nobody, err, stderr.String())
+	}
+	// Without subordinate ids USER cannot be switched to, and the build says so.
+	if !strings.Contains(stderr.String(), "RUN as USER app needs root or imgtool's runner") {
+		t.Errorf("no word about USER being ignored:\n%s", stderr.String())
 	}
 	if got := strings.TrimSpace(string(out)); got != asRoot {
 		t.Errorf("built as uid %d: %s; as root: %s", nobody, got, asRoot)
@@ -56,13 +63,6 @@ func TestBuildUnprivileged(t *testing.T) {
 	if h := files["ran"]; h == nil || h.Uid != 0 || h.Linkname != "ran\n" {
 		t.Errorf("ran: %+v", h)
 	}
-}
-
-func errOutput(err error) string {
-	if ee, ok := err.(*exec.ExitError); ok {
-		return string(ee.Stderr)
-	}
-	return ""
 }
 
 // TestBuildInterrupted: SIGINT during a RUN stops the build with status
@@ -179,5 +179,26 @@ func TestBuildSecrets(t *testing.T) {
 	}
 	if line := c.fail(1, "build", "--secret", "id=x,env=NOT_SET_ANYWHERE", dir); !strings.Contains(line, "NOT_SET_ANYWHERE is not set") {
 		t.Errorf("unset secret variable: %s", line)
+	}
+}
+
+// TestBuildAsRootMapsEveryID: run by root (as CI runs), RUN can chown to
+// any id and USER is honoured, as in docker build.
+func TestBuildAsRootMapsEveryID(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("unprivileged, RUN has one id; TestBuildUnprivileged covers that path")
+	}
+	c := newCLI(t)
+	busyboxBase(t, c)
+	dir := writeContext(t, t.TempDir(), map[string]string{"Dockerfile": "FROM base:1\n" +
+		"RUN mkdir -p /home/app && chown app:staff /home/app && echo x > /owned && chown 1234:4321 /owned\n" +
+		"USER app\nRUN id -u > /home/app/ids && id -g >> /home/app/ids\n"})
+	c.ok("build", "-t", "ids:1", dir)
+	files := exportFiles(t, c, "ids:1")
+	if h := files["owned"]; h == nil || h.Uid != 1234 || h.Gid != 4321 {
+		t.Errorf("/owned: %+v", h)
+	}
+	if h := files["home/app/ids"]; h == nil || h.Linkname != "1000\n1000\n" || h.Uid != 1000 {
+		t.Errorf("RUN as USER app: %+v", h)
 	}
 }
