@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"golang.org/x/sys/unix"
@@ -20,7 +21,8 @@ import (
 type mounter struct {
 	s       *stageRun
 	mounts  []Mount
-	created []string // host paths made as mount points, parents first
+	created []string   // host paths made as mount points, parents first
+	locks   []*os.File // cache locks held for the run
 }
 
 func newMounter(s *stageRun) *mounter { return &mounter{s: s} }
@@ -43,14 +45,9 @@ func (m *mounter) add(ctx context.Context, mnt *instructions.Mount, env *[]strin
 		if id == "" {
 			id = target
 		}
-		dir, err := m.s.r.cacheDir(id)
+		dir, err := m.cache(ctx, id, mnt)
 		if err != nil {
 			return err
-		}
-		if mnt.Mode != nil {
-			if err := os.Chmod(dir, os.FileMode(*mnt.Mode)&os.ModePerm); err != nil {
-				return err
-			}
 		}
 		return m.mount(Mount{Type: "bind", Source: dir, Target: target, ReadOnly: mnt.ReadOnly}, true)
 	case instructions.MountTypeTmpfs:
@@ -59,6 +56,78 @@ func (m *mounter) add(ctx context.Context, mnt *instructions.Mount, env *[]strin
 		return m.secret(mnt, target, env)
 	}
 	return fmt.Errorf("--mount=type=%s is not supported", mnt.Type)
+}
+
+// cache returns the host directory of a cache mount, with its mode and
+// (when privileged) owner set, holding its lock for sharing=locked (and
+// for private, which takes a fresh directory when another build holds
+// it, as BuildKit does). The lock is a file beside the directory, never
+// inside it (buildah#4342).
+func (m *mounter) cache(ctx context.Context, id string, mnt *instructions.Mount) (string, error) {
+	dir, err := m.s.r.cacheDir(id)
+	if err != nil {
+		return "", err
+	}
+	switch mnt.CacheSharing {
+	case instructions.MountSharingLocked, instructions.MountSharingPrivate:
+		held, err := m.lock(ctx, dir+".lock", mnt.CacheSharing == instructions.MountSharingLocked)
+		if err != nil {
+			return "", fmt.Errorf("cache %q: %w", id, err)
+		}
+		if !held {
+			if dir, err = m.s.r.tempDir("cache-"); err != nil {
+				return "", err
+			}
+		}
+	}
+	if mnt.Mode != nil {
+		if err := os.Chmod(dir, os.FileMode(*mnt.Mode)&os.ModePerm); err != nil {
+			return "", err
+		}
+	}
+	if (mnt.UID != nil || mnt.GID != nil) && !m.s.r.rootless {
+		uid, gid := -1, -1
+		if mnt.UID != nil {
+			uid = int(*mnt.UID)
+		}
+		if mnt.GID != nil {
+			gid = int(*mnt.GID)
+		}
+		if err := os.Lchown(dir, uid, gid); err != nil {
+			return "", fmt.Errorf("cache %q: %w", id, err)
+		}
+	}
+	return dir, nil
+}
+
+// lock takes an exclusive flock on file, waiting for it when wait is
+// set (polling, so that ctx can stop the wait), and keeps it until
+// cleanup. It reports whether it holds the lock.
+func (m *mounter) lock(ctx context.Context, file string, wait bool) (bool, error) {
+	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return false, err
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			m.locks = append(m.locks, f)
+			return true, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || !wait {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return false, nil
+			}
+			return false, err
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return false, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // secret mounts the host file --secret id=ID,src=FILE names, or sets it
@@ -227,6 +296,10 @@ func (m *mounter) removeTargets() error {
 
 func (m *mounter) cleanup() {
 	_ = m.removeTargets()
+	for _, f := range m.locks {
+		f.Close() // releases the flock
+	}
+	m.locks = nil
 }
 
 func slicesSorted(set map[string]bool) []string {

@@ -1,10 +1,14 @@
 package build
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestRunChangesBecomeLayer: RUN really runs (shell and exec form, with
@@ -182,5 +186,54 @@ RUN --mount=type=tmpfs,target=/link-out/sub --mount=type=cache,target=/link-up/c
 				t.Errorf("layer %d holds mount point %s", i, p)
 			}
 		}
+	}
+}
+
+// TestCacheSharing: sharing=locked waits for the cache's lock,
+// sharing=private takes a fresh directory while another holds it, and
+// mode/uid apply to the cache directory.
+func TestCacheSharing(t *testing.T) {
+	s := baseStore(t)
+	cacheRoot := t.TempDir()
+	build := func(df string) (Result, error) {
+		b := &Builder{Store: s, Executor: unshareExecutor{}, TempDir: filepath.Join(t.TempDir(), "tmp"), CacheDir: cacheRoot}
+		return b.Build(context.Background(), Request{ContextDir: t.TempDir(), Dockerfile: []byte(df)})
+	}
+	dir := filepath.Join(cacheRoot, cacheKey("shared"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(dir+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	// private: the held lock sends the run to a fresh directory.
+	if _, err := build("FROM base:1\nRUN --mount=type=cache,id=shared,target=/c,sharing=private touch /c/private\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "private")); !os.IsNotExist(err) {
+		t.Errorf("sharing=private wrote into the locked cache: %v", err)
+	}
+	// locked: the run waits for the lock.
+	released := make(chan time.Time, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		released <- time.Now()
+		lock.Close()
+	}()
+	if _, err := build("FROM base:1\nRUN --mount=type=cache,id=shared,target=/c,sharing=locked,mode=0777,uid=1000 touch /c/locked\n"); err != nil {
+		t.Fatal(err)
+	}
+	at := <-released
+	fi, err := os.Stat(filepath.Join(dir, "locked"))
+	if err != nil || fi.ModTime().Before(at) {
+		t.Errorf("sharing=locked did not wait for the lock: %v %v", fi, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil || st.Mode&0o777 != 0o777 || (os.Geteuid() == 0 && st.Uid != 1000) {
+		t.Errorf("cache directory mode %o uid %d (%v)", st.Mode&0o777, st.Uid, err)
 	}
 }
