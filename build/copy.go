@@ -26,8 +26,8 @@ type copyOp struct {
 	excludes  []string
 	parents   bool
 	createdBy string
-	// fetch, for ADD, turns a source that is a URL or a local archive
-	// into what to write (nil: COPY).
+	// add, for ADD, downloads URL sources and marks local archives for
+	// extraction (nil: COPY).
 	add *addOp
 }
 

@@ -50,7 +50,7 @@ names another (-f - reads it from standard input); PATH/.dockerignore, or
 <Dockerfile>.dockerignore beside it, leaves files out of the context as in docker.
 
 Stages the target (--target, default the last) does not need are not built. RUN
-runs rootless in new user, mount and pid namespaces. Layers are zstd-compressed by
+runs in new user, mount and pid namespaces, without root. Layers are zstd-compressed by
 default (--compression gzip for docker before 23). With SOURCE_DATE_EPOCH (or
 --source-date-epoch) the same inputs always give the same image digest.
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -206,6 +207,15 @@ CMD ["--serve"]
 	}
 	if entries, _ := os.ReadDir(filepath.Join(c.root, "tmp")); len(entries) != 0 {
 		t.Errorf("temporary files left: %v", entries)
+	}
+
+	// BUILDKIT_PROGRESS=quiet, as docker build users set it, silences it.
+	quiet := exec.Command(binary, "--root", c.root, "build", "-t", "app:1", dir)
+	quiet.Env = append(os.Environ(), "BUILDKIT_PROGRESS=quiet", "IMGTOOL_PROGRESS=")
+	var qerr strings.Builder
+	quiet.Stderr = &qerr
+	if out, err := quiet.Output(); err != nil || qerr.Len() != 0 || !strings.HasPrefix(string(out), "sha256:") {
+		t.Errorf("BUILDKIT_PROGRESS=quiet: %v, stdout %q, stderr %q", err, out, qerr.String())
 	}
 }
 
