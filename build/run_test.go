@@ -89,6 +89,7 @@ RUN echo more >> /artifact
 FROM scratch
 COPY --from=extended /artifact /out/artifact
 COPY --from=0 /bin/busybox /bin/
+COPY --from=base:1 /etc/passwd /etc/group /etc/
 `
 	res, out, err := testBuild(t, s, t.TempDir(), df, nil)
 	if err != nil {
@@ -102,6 +103,12 @@ COPY --from=0 /bin/busybox /bin/
 	}
 	if f := layerFiles(t, s, res, 1)["bin/busybox"]; f.hdr == nil || f.hdr.Mode != 0o755 {
 		t.Errorf("busybox: %+v", f.hdr)
+	}
+	if f := layerFiles(t, s, res, 2)["etc/group"]; !strings.Contains(f.data, "staff:x:50:") {
+		t.Errorf("COPY --from an image: %q", f.data)
+	}
+	if !strings.Contains(out, "[internal] load image base:1") {
+		t.Errorf("progress does not show the image being loaded:\n%s", out)
 	}
 	res, _, err = testBuild(t, s, t.TempDir(), df, func(r *Request) { r.Target = "build" })
 	if err != nil {
