@@ -192,3 +192,19 @@ func TestCopyThroughSymlinks(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyKeepsHardLinks: files linked in the context stay linked in
+// the layer, stored once.
+func TestCopyKeepsHardLinks(t *testing.T) {
+	s := baseStore(t)
+	ctx := contextDir(t, map[string]string{"d/a": "same"})
+	if err := os.Link(filepath.Join(ctx, "d/a"), filepath.Join(ctx, "d/b")); err != nil {
+		t.Fatal(err)
+	}
+	res := mustBuild(t, s, ctx, "FROM base:1\nCOPY d /d\n")
+	files := layerFiles(t, s, res, -1)
+	a, b := files["d/a"], files["d/b"]
+	if a.hdr == nil || b.hdr == nil || a.hdr.Typeflag != '0' || b.hdr.Typeflag != '1' || b.hdr.Linkname != "d/a" {
+		t.Errorf("hard links: a %+v, b %+v", a.hdr, b.hdr)
+	}
+}

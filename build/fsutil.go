@@ -314,6 +314,19 @@ func (w *fsWriter) symlink(dirHost, base, target string, m fileMeta) error {
 	return w.finish(host, m, true)
 }
 
+// link makes base in dirHost a hard link to old, a file written before.
+func (w *fsWriter) link(old, dirHost, base string) error {
+	host, _, err := w.prepare(dirHost, base, false)
+	if err != nil {
+		return err
+	}
+	if err := os.Link(old, host); err != nil {
+		return fmt.Errorf("link /%s: %w", w.t.rel(host), err)
+	}
+	w.mark(host)
+	return nil
+}
+
 // modeOf converts a stat mode to os.FileMode bits chmod takes.
 func modeOf(st *unix.Stat_t) fs.FileMode {
 	m := fs.FileMode(st.Mode & 0o777)
