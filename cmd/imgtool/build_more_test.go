@@ -202,3 +202,37 @@ func TestBuildAsRootMapsEveryID(t *testing.T) {
 		t.Errorf("RUN as USER app: %+v", h)
 	}
 }
+
+// TestConcurrentBuilds: builds sharing one store and one cache run at
+// once and both land.
+func TestConcurrentBuilds(t *testing.T) {
+	c := newCLI(t)
+	busyboxBase(t, c)
+	dir := writeContext(t, t.TempDir(), map[string]string{"Dockerfile": "FROM base:1\nARG N\n" +
+		"RUN --mount=type=cache,target=/c,sharing=locked echo $N >> /c/log && echo $N > /n\n"})
+	errs := make(chan string, 2)
+	for _, n := range []string{"1", "2"} {
+		go func() {
+			r := c.run(nil, "build", "-q", "--build-arg", "N="+n, "-t", "par:"+n, dir)
+			if r.code != 0 {
+				errs <- r.stderr
+				return
+			}
+			errs <- ""
+		}()
+	}
+	for range 2 {
+		if e := <-errs; e != "" {
+			t.Errorf("concurrent build: %s", e)
+		}
+	}
+	images := c.images()
+	for _, n := range []string{"1", "2"} {
+		if _, ok := images["docker.io/library/par:"+n]; !ok {
+			t.Errorf("par:%s missing: %v", n, images)
+		}
+		if h := exportFiles(t, c, "par:"+n)["n"]; h == nil || h.Linkname != n+"\n" {
+			t.Errorf("par:%s /n = %+v", n, h)
+		}
+	}
+}
