@@ -94,27 +94,9 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 	if err != nil {
 		return err
 	}
-	outs, err := parseOutputs(opts.outputs)
+	outs, err := opts.destinations()
 	if err != nil {
-		return usageError{err}
-	}
-	if opts.push {
-		if len(opts.tags) == 0 {
-			return usageError{errors.New("build --push: name the image with -t REF")}
-		}
-		for _, t := range opts.tags {
-			outs = append(outs, output{loc: transport.Location{Kind: transport.Registry, Ref: t}})
-		}
-	}
-	for _, t := range opts.tags {
-		if _, err := store.NormalizeRef(t); err != nil {
-			return usageError{err}
-		}
-	}
-	exe, err := newExecutor()
-	if err != nil {
-		// Dockerfiles without RUN build without one.
-		exe = missingExecutor{err}
+		return err
 	}
 	ctx := cmd.Context()
 	s, err := o.openStore(ctx)
@@ -122,42 +104,14 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 		return err
 	}
 	defer s.Close()
-	var secretDir string
-	defer func() {
-		if secretDir != "" {
-			os.RemoveAll(secretDir)
-		}
-	}()
-	req.Secrets, err = secretFiles(opts.secretSpecs, func() (string, error) {
-		if secretDir == "" {
-			if err := os.MkdirAll(filepath.Join(o.root, "tmp"), 0o700); err != nil {
-				return "", err
-			}
-			d, err := os.MkdirTemp(filepath.Join(o.root, "tmp"), "secrets-")
-			if err != nil {
-				return "", err
-			}
-			secretDir = d
-		}
-		return secretDir, nil
-	})
+	secrets, cleanup, err := secretFiles(opts.secretSpecs, filepath.Join(o.root, "tmp"))
+	defer cleanup()
 	if err != nil {
 		return err
 	}
-	var progress io.Writer = os.Stderr
-	if opts.quiet || o.progress == "quiet" {
-		progress = nil
-	}
-	b := &build.Builder{
-		Store: s, Executor: exe, Progress: progress,
-		TempDir:  filepath.Join(o.root, "tmp"),
-		CacheDir: filepath.Join(o.root, "cache", "build"),
-		Pull: func(ctx context.Context, ref string) error {
-			_, err := o.resolveOrPull(ctx, s, transport.Location{Kind: transport.Registry, Ref: ref})
-			return err
-		},
-	}
-	res, err := b.Build(ctx, req)
+	req.Secrets = secrets
+	show := !opts.quiet && o.progress != "quiet"
+	res, err := o.newBuilder(s, show).Build(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -165,7 +119,7 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 		return err
 	}
 	for _, out := range outs {
-		if err := o.exportBuild(ctx, s, res, out, opts.tags, progress != nil); err != nil {
+		if err := o.exportBuild(ctx, s, res, out, opts.tags, show); err != nil {
 			return err
 		}
 	}
@@ -179,6 +133,53 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 	}
 	fmt.Fprintln(cmd.OutOrStdout(), res.Manifest.Digest)
 	return nil
+}
+
+// destinations are where the image goes besides the store: --output,
+// and the registry of every -t with --push.
+func (opts *buildOptions) destinations() ([]output, error) {
+	outs, err := parseOutputs(opts.outputs)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	for _, t := range opts.tags {
+		if _, err := store.NormalizeRef(t); err != nil {
+			return nil, usageError{err}
+		}
+	}
+	if !opts.push {
+		return outs, nil
+	}
+	if len(opts.tags) == 0 {
+		return nil, usageError{errors.New("build --push: name the image with -t REF")}
+	}
+	for _, t := range opts.tags {
+		outs = append(outs, output{loc: transport.Location{Kind: transport.Registry, Ref: t}})
+	}
+	return outs, nil
+}
+
+// newBuilder is the build package wired to this data root: temporary
+// files and caches under it, RUN through newExecutor, base images pulled
+// into the store.
+func (o *globalOptions) newBuilder(s *store.Store, show bool) *build.Builder {
+	exe, err := newExecutor()
+	if err != nil {
+		exe = missingExecutor{err} // Dockerfiles without RUN build without one
+	}
+	var progress io.Writer
+	if show {
+		progress = os.Stderr
+	}
+	return &build.Builder{
+		Store: s, Executor: exe, Progress: progress,
+		TempDir:  filepath.Join(o.root, "tmp"),
+		CacheDir: filepath.Join(o.root, "cache", "build"),
+		Pull: func(ctx context.Context, ref string) error {
+			_, err := o.resolveOrPull(ctx, s, transport.Location{Kind: transport.Registry, Ref: ref})
+			return err
+		},
+	}
 }
 
 // missingExecutor reports, at the first RUN, why RUN cannot run here.
@@ -323,32 +324,45 @@ func parseSecrets(list []string) ([]secretSpec, error) {
 }
 
 // secretFiles gives each secret a file for the build: its own, or, for
-// env= secrets, a 0600 file under dir, which the caller removes.
-func secretFiles(specs []secretSpec, dir func() (string, error)) (map[string]string, error) {
+// env= secrets, a 0600 file in a directory under tmp that cleanup
+// removes (call it whatever the error).
+func secretFiles(specs []secretSpec, tmp string) (map[string]string, func(), error) {
 	out := map[string]string{}
+	var dir string
+	cleanup := func() {
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
+	}
 	for _, sp := range specs {
 		if sp.src != "" {
 			if _, err := os.Stat(sp.src); err != nil {
-				return nil, fmt.Errorf("--secret %s: %w", sp.id, err)
+				return nil, cleanup, fmt.Errorf("--secret %s: %w", sp.id, err)
 			}
 			out[sp.id] = sp.src
 			continue
 		}
 		v, ok := os.LookupEnv(sp.env)
 		if !ok {
-			return nil, fmt.Errorf("--secret %s: environment variable %s is not set", sp.id, sp.env)
+			return nil, cleanup, fmt.Errorf("--secret %s: environment variable %s is not set", sp.id, sp.env)
 		}
-		d, err := dir()
-		if err != nil {
-			return nil, err
+		if dir == "" {
+			if err := os.MkdirAll(tmp, 0o700); err != nil {
+				return nil, cleanup, err
+			}
+			d, err := os.MkdirTemp(tmp, "secrets-")
+			if err != nil {
+				return nil, cleanup, err
+			}
+			dir = d
 		}
-		f := filepath.Join(d, "secret-"+strconv.Itoa(len(out)))
+		f := filepath.Join(dir, "secret-"+strconv.Itoa(len(out)))
 		if err := os.WriteFile(f, []byte(v), 0o600); err != nil {
-			return nil, fmt.Errorf("--secret %s: %w", sp.id, err)
+			return nil, cleanup, fmt.Errorf("--secret %s: %w", sp.id, err)
 		}
 		out[sp.id] = f
 	}
-	return out, nil
+	return out, cleanup, nil
 }
 
 func cmpOr(a, b string) string {
