@@ -30,6 +30,7 @@ bench: build
 	bash bench/unpack.sh
 	bash bench/run.sh
 	bash bench/registry.sh
+	bash bench/build.sh
 
 # fuzz runs each fuzzer for FUZZTIME (the seeds also run in make test).
 # Minimizing the archive fuzzer's finds is slow, hence the short bound.
@@ -39,6 +40,7 @@ fuzz:
 	$(GO) test ./store/transport -run '^$$' -fuzz FuzzArchive -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./unpack -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./registry -run '^$$' -fuzz FuzzHandler -fuzztime $(FUZZTIME)
+	$(GO) test ./build -run '^$$' -fuzz FuzzPlan -fuzztime $(FUZZTIME)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi

@@ -63,8 +63,8 @@ func (a *addOp) fetch(ctx context.Context, s *stageRun, src string) ([]match, bo
 	if err != nil {
 		return nil, true, fmt.Errorf("download %s: %w", src, err)
 	}
-	name := path.Base(u.Path)
-	if name == "/" || name == "." || name == "" {
+	name := path.Base(path.Clean("/" + u.Path))
+	if name == "/" {
 		name = "__unnamed__" // docker's name for a URL without a file name
 	}
 	if err := os.Chtimes(file, mtime, mtime); err != nil {
@@ -283,15 +283,7 @@ func (c *copier) extractEntry(tr io.Reader, h *tar.Header, dest string) (*dirMet
 		if err != nil {
 			return nil, fmt.Errorf("hard link to %s: %w", h.Linkname, err)
 		}
-		host, _, err := c.w.prepare(parent, base, false)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.Link(old, host); err != nil {
-			return nil, err
-		}
-		c.w.mark(host)
-		return nil, nil
+		return nil, c.w.link(old, parent, base)
 	}
 	return nil, nil // devices and fifos need privileges a rootless build lacks; docker skips them too when it cannot
 }

@@ -1,10 +1,13 @@
 package build
 
 import (
+	"maps"
+	"slices"
+	"strconv"
+
 	"github.com/imgtool/imgtool/manifest"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // proxyArgs are the build args docker predefines: RUN sees them when given
@@ -15,13 +18,19 @@ var proxyArgs = map[string]bool{
 	"ALL_PROXY": true, "all_proxy": true,
 }
 
-// platformArgs are the ARGs BuildKit defines in the global scope from the
-// target and build platforms (the same here: imgtool builds natively).
-func platformArgs(p ocispec.Platform) map[string]string {
-	return map[string]string{
+// builtinArgs are the ARGs BuildKit defines in the global scope: the
+// target and build platforms (the same here: imgtool builds natively),
+// and SOURCE_DATE_EPOCH when the build has one.
+func (r *buildRun) builtinArgs() map[string]string {
+	p := r.req.Platform
+	args := map[string]string{
 		"TARGETPLATFORM": manifest.FormatPlatform(p), "TARGETOS": p.OS, "TARGETARCH": p.Architecture, "TARGETVARIANT": p.Variant,
 		"BUILDPLATFORM": manifest.FormatPlatform(p), "BUILDOS": p.OS, "BUILDARCH": p.Architecture, "BUILDVARIANT": p.Variant,
 	}
+	if e := r.req.SourceDateEpoch; e != nil {
+		args["SOURCE_DATE_EPOCH"] = strconv.FormatInt(e.Unix(), 10)
+	}
+	return args
 }
 
 // argScope holds declared ARGs in declaration order; a nil value is an
@@ -72,9 +81,9 @@ func (a *argScope) expander(escape rune) func(string) (string, error) {
 // declare applies one ARG instruction to scope: each name takes its
 // --build-arg value, else its default (already expanded), else the value
 // of the same ARG in the global scope (ARG before FROM), else that of a
-// platform ARG.
+// built-in ARG.
 func (r *buildRun) declare(scope *argScope, c *instructions.ArgCommand, global *argScope) {
-	plat := platformArgs(r.req.Platform)
+	plat := r.builtinArgs()
 	for _, kv := range c.Args {
 		v := kv.Value
 		if ba, ok := r.req.BuildArgs[kv.Key]; ok {
@@ -96,7 +105,9 @@ func (r *buildRun) declare(scope *argScope, c *instructions.ArgCommand, global *
 // stage ARGs without a default see.
 func (r *buildRun) metaArgs() (*argScope, error) {
 	scope := newArgScope()
-	for k, v := range platformArgs(r.req.Platform) {
+	builtin := r.builtinArgs()
+	for _, k := range slices.Sorted(maps.Keys(builtin)) {
+		v := builtin[k]
 		scope.set(k, &v)
 	}
 	for i := range r.plan.metaArgs {

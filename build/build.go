@@ -68,6 +68,9 @@ type Request struct {
 	Compression layer.Compression
 	// Secrets maps a RUN --mount=type=secret id to the host file holding it.
 	Secrets map[string]string
+	// PullAlways fetches every base image again, even when the store has
+	// it (docker build --pull), so that a moved tag is followed.
+	PullAlways bool
 }
 
 // Result is the built image, its blobs in the store.
@@ -162,12 +165,9 @@ func (r *buildRun) build(ctx context.Context) (Result, error) {
 			return Result{}, err
 		}
 	}
-	res, err := r.finish(ctx, r.stages[r.target])
-	if err != nil {
-		return Result{}, err
-	}
 	r.warnUnusedArgs()
-	return res, nil
+	t := r.stages[r.target]
+	return Result{Manifest: t.desc, Config: t.config}, nil
 }
 
 // stage builds stage i unless it is built, and returns it.

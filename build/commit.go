@@ -14,6 +14,9 @@ import (
 // records the step. A step that wrote nothing is an empty layer in the
 // history, as in docker.
 func (s *stageRun) addLayer(ctx context.Context, w *fsWriter, createdBy string) error {
+	if err := w.restoreModes(); err != nil {
+		return err
+	}
 	var changes []layer.Change
 	seen := map[string]bool{}
 	for p := range w.written {

@@ -158,6 +158,7 @@ func (s *stageRun) workdir(ctx context.Context, c *instructions.WorkdirCommand) 
 		return err
 	}
 	w := newFSWriter(s.rootfs, s.r.rootless)
+	defer w.restoreModes()
 	if _, err := w.mkdirAll(s.img.Config.WorkingDir, o); err != nil {
 		return err
 	}

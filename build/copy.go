@@ -26,8 +26,8 @@ type copyOp struct {
 	excludes  []string
 	parents   bool
 	createdBy string
-	// fetch, for ADD, turns a source that is a URL or a local archive
-	// into what to write (nil: COPY).
+	// add, for ADD, downloads URL sources and marks local archives for
+	// extraction (nil: COPY).
 	add *addOp
 }
 
@@ -111,6 +111,7 @@ func (s *stageRun) copy(ctx context.Context, op copyOp) error {
 		return err
 	}
 	c := &copier{w: newFSWriter(s.rootfs, s.r.rootless), from: op.from, owner: o, chmod: chmod, excludes: excl, ctx: ctx}
+	defer c.w.restoreModes() // on failure; addLayer restores them on success
 	var matches []match
 	for _, src := range op.srcs {
 		ms, err := s.sources(ctx, op, src)
@@ -138,7 +139,8 @@ func (s *stageRun) copy(ctx context.Context, op copyOp) error {
 	for _, h := range op.contents {
 		target := dest
 		if destDir {
-			target = path.Join(dest, h.Path)
+			// A heredoc's name is one file name, whatever it says.
+			target = path.Join(dest, path.Base(path.Clean("/"+h.Path)))
 		}
 		if err := c.writeContent(target, h.Data); err != nil {
 			return err

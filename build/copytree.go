@@ -21,6 +21,10 @@ type copier struct {
 	owner    owner
 	chmod    *fs.FileMode
 	excludes *patternmatcher.PatternMatcher
+	// links maps a source file with several links to where its first
+	// link was written, so that the copy keeps them linked, as BuildKit's
+	// does.
+	links map[[2]uint64]string
 }
 
 // copyMatch copies one source to dest: a directory's contents into dest
@@ -95,6 +99,9 @@ func (c *copier) copyDir(srcHost, srcPath, rel, dirHost string, lazy bool) error
 		if lazy {
 			// The parent was excluded but this entry is back: make the
 			// directories above it, as docker's context transfer does.
+			if err := c.w.openUp(filepath.Dir(dirHost)); err != nil {
+				return err
+			}
 			if err := os.MkdirAll(dirHost, 0o755); err != nil {
 				return err
 			}
@@ -134,12 +141,25 @@ func (c *copier) copyEntry(host, srcPath, dirHost, name string, st *unix.Stat_t)
 	m := c.metaOf(st)
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
+		key := [2]uint64{uint64(st.Dev), st.Ino}
+		if first, ok := c.links[key]; ok && st.Nlink > 1 {
+			return c.w.link(first, dirHost, name)
+		}
 		f, err := os.OpenFile(host, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 		if err != nil {
 			return fmt.Errorf("open %s: %w", srcPath, err)
 		}
 		defer f.Close()
-		return c.w.writeFile(dirHost, name, f, m)
+		if err := c.w.writeFile(dirHost, name, f, m); err != nil {
+			return err
+		}
+		if st.Nlink > 1 {
+			if c.links == nil {
+				c.links = map[[2]uint64]string{}
+			}
+			c.links[key] = filepath.Join(dirHost, name)
+		}
+		return nil
 	case unix.S_IFLNK:
 		target, err := os.Readlink(host)
 		if err != nil {

@@ -87,17 +87,67 @@ type fsWriter struct {
 	t        *tree
 	rootless bool // unprivileged: owners go in the rootlesscontainers xattr
 	written  map[string]bool
+	opened   map[string]uint32 // read-only directories opened up, and their modes
 }
 
 func newFSWriter(t *tree, rootless bool) *fsWriter {
-	return &fsWriter{t: t, rootless: rootless, written: map[string]bool{}}
+	return &fsWriter{t: t, rootless: rootless, written: map[string]bool{}, opened: map[string]uint32{}}
 }
+
+// openUp makes directory dir writable by its owner for the time of a
+// write: an unprivileged builder owns the tree but, unlike root, is held
+// to its modes, and images have read-only directories (Fedora's
+// /usr/lib is 0555). restoreModes puts the modes back.
+func (w *fsWriter) openUp(dir string) error {
+	if !w.rootless {
+		return nil
+	}
+	if _, ok := w.opened[dir]; ok {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return err
+	}
+	if st.Mode&0o300 == 0o300 {
+		return nil
+	}
+	if err := unix.Chmod(dir, st.Mode&0o7777|0o700); err != nil {
+		return fmt.Errorf("open up read-only directory /%s: %w", w.t.rel(dir), err)
+	}
+	w.opened[dir] = st.Mode & 0o7777
+	return nil
+}
+
+// restoreModes gives the directories openUp opened their modes back.
+func (w *fsWriter) restoreModes() error {
+	var first error
+	for dir, mode := range w.opened {
+		if err := unix.Chmod(dir, mode); err != nil && first == nil {
+			first = fmt.Errorf("restore mode of /%s: %w", w.t.rel(dir), err)
+		}
+		delete(w.opened, dir)
+	}
+	return first
+}
+
+// maxSymlinks bounds the symlinks mkdirAll follows, as the kernel's
+// ELOOP does.
+const maxSymlinks = 40
 
 // mkdirAll makes directory p (inside the tree) and what is missing above
 // it, new directories with mode 0755 and owner o, and returns its host
-// path. A non-directory in the way is an error, as in docker.
+// path. A dangling symlink on the way is followed inside the tree and
+// its target made, as docker does; a non-directory in the way is an
+// error.
 func (w *fsWriter) mkdirAll(p string, o owner) (string, error) {
-	p = path.Clean("/" + p)
+	return w.mkdirAllDepth(path.Clean("/"+p), o, 0)
+}
+
+func (w *fsWriter) mkdirAllDepth(p string, o owner, links int) (string, error) {
+	if links > maxSymlinks {
+		return "", fmt.Errorf("make directory %s: too many levels of symbolic links", p)
+	}
 	host, err := w.t.resolve(p)
 	if err == nil {
 		fi, err := os.Stat(host)
@@ -112,12 +162,33 @@ func (w *fsWriter) mkdirAll(p string, o owner) (string, error) {
 	if !errors.Is(err, fs.ErrNotExist) || p == "/" {
 		return "", err
 	}
-	parent, err := w.mkdirAll(path.Dir(p), o)
+	parent, err := w.mkdirAllDepth(path.Dir(p), o, links)
 	if err != nil {
 		return "", err
 	}
 	host = filepath.Join(parent, path.Base(p))
-	if err := os.Mkdir(host, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+	if fi, err := os.Lstat(host); err == nil {
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			return "", fmt.Errorf("make directory %s: it appeared meanwhile", p)
+		}
+		// Never mkdir through the link on the host: make its target by
+		// its path inside the tree.
+		target, err := os.Readlink(host)
+		if err != nil {
+			return "", err
+		}
+		if !path.IsAbs(target) {
+			target = path.Join("/"+w.t.rel(parent), target)
+		}
+		if _, err := w.mkdirAllDepth(target, o, links+1); err != nil {
+			return "", err
+		}
+		return w.mkdirAllDepth(p, o, links+1)
+	}
+	if err := w.openUp(parent); err != nil {
+		return "", err
+	}
+	if err := os.Mkdir(host, 0o755); err != nil {
 		return "", fmt.Errorf("make directory %s: %w", p, err)
 	}
 	if err := w.own(host, o, false); err != nil {
@@ -138,6 +209,9 @@ func (w *fsWriter) mark(host string) {
 // anything there goes, except a directory that a directory merges into.
 // It reports whether a directory is already there.
 func (w *fsWriter) prepare(dirHost, base string, isDir bool) (string, bool, error) {
+	if err := w.openUp(dirHost); err != nil {
+		return "", false, err
+	}
 	host := filepath.Join(dirHost, base)
 	fi, err := os.Lstat(host)
 	switch {
@@ -238,6 +312,19 @@ func (w *fsWriter) symlink(dirHost, base, target string, m fileMeta) error {
 		return fmt.Errorf("symlink /%s: %w", w.t.rel(host), err)
 	}
 	return w.finish(host, m, true)
+}
+
+// link makes base in dirHost a hard link to old, a file written before.
+func (w *fsWriter) link(old, dirHost, base string) error {
+	host, _, err := w.prepare(dirHost, base, false)
+	if err != nil {
+		return err
+	}
+	if err := os.Link(old, host); err != nil {
+		return fmt.Errorf("link /%s: %w", w.t.rel(host), err)
+	}
+	w.mark(host)
+	return nil
 }
 
 // modeOf converts a stat mode to os.FileMode bits chmod takes.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/imgtool/imgtool/manifest"
@@ -33,6 +34,9 @@ type baseImage struct {
 func (r *buildRun) baseImage(ctx context.Context, ref string, st *step) (*baseImage, error) {
 	s := r.b.Store
 	im, err := s.Resolve(ctx, ref)
+	if r.req.PullAlways && r.b.Pull != nil && !strings.HasPrefix(ref, "sha256:") {
+		err = store.ErrNotFound
+	}
 	if errors.Is(err, store.ErrNotFound) && r.b.Pull != nil {
 		st.logf("pulling %s", ref)
 		if err := r.b.Pull(ctx, ref); err != nil {
@@ -103,8 +107,8 @@ func (r *buildRun) unpackStage(ctx context.Context, prev *stageResult, dest stri
 	return nil
 }
 
-// mkdirPrivate makes the empty root filesystem of a FROM scratch stage.
-func mkdirPrivate(dir string) error {
+// mkdirRootfs makes the empty root filesystem of a FROM scratch stage.
+func mkdirRootfs(dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return fmt.Errorf("make root filesystem: %w", err)
 	}
@@ -141,9 +145,4 @@ func (s *stageRun) commit(ctx context.Context) (*stageResult, error) {
 		}
 	}
 	return &stageResult{img: s.img, layers: s.layers, desc: blobs.Manifest.Descriptor, config: blobs.Config.Descriptor, rootfs: s.rootfs}, nil
-}
-
-// finish returns the target stage's image.
-func (r *buildRun) finish(_ context.Context, s *stageResult) (Result, error) {
-	return Result{Manifest: s.desc, Config: s.config}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"golang.org/x/sys/unix"
@@ -20,7 +21,8 @@ import (
 type mounter struct {
 	s       *stageRun
 	mounts  []Mount
-	created []string // host paths made as mount points, parents first
+	created []string   // host paths made as mount points, parents first
+	locks   []*os.File // cache locks held for the run
 }
 
 func newMounter(s *stageRun) *mounter { return &mounter{s: s} }
@@ -43,14 +45,9 @@ func (m *mounter) add(ctx context.Context, mnt *instructions.Mount, env *[]strin
 		if id == "" {
 			id = target
 		}
-		dir, err := m.s.r.cacheDir(id)
+		dir, err := m.cache(ctx, id, mnt)
 		if err != nil {
 			return err
-		}
-		if mnt.Mode != nil {
-			if err := os.Chmod(dir, os.FileMode(*mnt.Mode)&os.ModePerm); err != nil {
-				return err
-			}
 		}
 		return m.mount(Mount{Type: "bind", Source: dir, Target: target, ReadOnly: mnt.ReadOnly}, true)
 	case instructions.MountTypeTmpfs:
@@ -59,6 +56,78 @@ func (m *mounter) add(ctx context.Context, mnt *instructions.Mount, env *[]strin
 		return m.secret(mnt, target, env)
 	}
 	return fmt.Errorf("--mount=type=%s is not supported", mnt.Type)
+}
+
+// cache returns the host directory of a cache mount, with its mode and
+// (when privileged) owner set, holding its lock for sharing=locked (and
+// for private, which takes a fresh directory when another build holds
+// it, as BuildKit does). The lock is a file beside the directory, never
+// inside it (buildah#4342).
+func (m *mounter) cache(ctx context.Context, id string, mnt *instructions.Mount) (string, error) {
+	dir, err := m.s.r.cacheDir(id)
+	if err != nil {
+		return "", err
+	}
+	switch mnt.CacheSharing {
+	case instructions.MountSharingLocked, instructions.MountSharingPrivate:
+		held, err := m.lock(ctx, dir+".lock", mnt.CacheSharing == instructions.MountSharingLocked)
+		if err != nil {
+			return "", fmt.Errorf("cache %q: %w", id, err)
+		}
+		if !held {
+			if dir, err = m.s.r.tempDir("cache-"); err != nil {
+				return "", err
+			}
+		}
+	}
+	if mnt.Mode != nil {
+		if err := os.Chmod(dir, os.FileMode(*mnt.Mode)&os.ModePerm); err != nil {
+			return "", err
+		}
+	}
+	if (mnt.UID != nil || mnt.GID != nil) && !m.s.r.rootless {
+		uid, gid := -1, -1
+		if mnt.UID != nil {
+			uid = int(*mnt.UID)
+		}
+		if mnt.GID != nil {
+			gid = int(*mnt.GID)
+		}
+		if err := os.Lchown(dir, uid, gid); err != nil {
+			return "", fmt.Errorf("cache %q: %w", id, err)
+		}
+	}
+	return dir, nil
+}
+
+// lock takes an exclusive flock on file, waiting for it when wait is
+// set (polling, so that ctx can stop the wait), and keeps it until
+// cleanup. It reports whether it holds the lock.
+func (m *mounter) lock(ctx context.Context, file string, wait bool) (bool, error) {
+	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return false, err
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			m.locks = append(m.locks, f)
+			return true, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || !wait {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return false, nil
+			}
+			return false, err
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return false, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // secret mounts the host file --secret id=ID,src=FILE names, or sets it
@@ -138,6 +207,11 @@ func (m *mounter) bindSource(ctx context.Context, mnt *instructions.Mount) (stri
 // script writes a heredoc that starts with #! to a file mounted at
 // /dev/pipes/NAME and returns the path to run.
 func (m *mounter) script(name, data string) (string, error) {
+	// The name is the heredoc's delimiter, which a quoted one lets be
+	// anything: keep one safe path component.
+	if name = path.Base(path.Clean("/" + name)); name == "/" {
+		name = "script"
+	}
 	dir, err := m.s.r.tempDir("script-")
 	if err != nil {
 		return "", err
@@ -165,6 +239,7 @@ func (m *mounter) mount(mt Mount, dir bool) error {
 	if !dir {
 		parent = path.Dir(mt.Target)
 	}
+	defer w.restoreModes()
 	if _, err := w.mkdirAll(parent, owner{}); err != nil {
 		return fmt.Errorf("mount point %s: %w", mt.Target, err)
 	}
@@ -176,6 +251,9 @@ func (m *mounter) mount(mt Mount, dir bool) error {
 		}
 		f := filepath.Join(host, path.Base(mt.Target))
 		if _, err := os.Lstat(f); errors.Is(err, os.ErrNotExist) {
+			if err := w.openUp(host); err != nil {
+				return err
+			}
 			if err := os.WriteFile(f, nil, 0o600); err != nil {
 				return fmt.Errorf("mount point %s: %w", mt.Target, err)
 			}
@@ -185,6 +263,14 @@ func (m *mounter) mount(mt Mount, dir bool) error {
 	for _, rel := range made {
 		m.created = append(m.created, filepath.Join(m.s.rootfs.root, rel))
 	}
+	// The executor mounts before it enters the rootfs, where a symlink
+	// in the target would resolve against the host: give it the target
+	// resolved inside the rootfs.
+	host, err := m.s.rootfs.resolve(mt.Target)
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", mt.Target, err)
+	}
+	mt.Target = "/" + m.s.rootfs.rel(host)
 	m.mounts = append(m.mounts, mt)
 	return nil
 }
@@ -192,19 +278,28 @@ func (m *mounter) mount(mt Mount, dir bool) error {
 // removeTargets removes the mount points the run did not fill, deepest
 // first.
 func (m *mounter) removeTargets() error {
+	w := newFSWriter(m.s.rootfs, m.s.r.rootless)
+	defer w.restoreModes()
 	for _, p := range slices.Backward(m.created) {
 		if fi, err := os.Lstat(p); err == nil && (!fi.IsDir() && fi.Size() == 0 || fi.IsDir()) {
+			if err := w.openUp(filepath.Dir(p)); err != nil {
+				return err
+			}
 			if err := os.Remove(p); err != nil && !isNotEmpty(err) {
 				return fmt.Errorf("remove mount point: %w", err)
 			}
 		}
 	}
 	m.created = nil
-	return nil
+	return w.restoreModes()
 }
 
 func (m *mounter) cleanup() {
 	_ = m.removeTargets()
+	for _, f := range m.locks {
+		f.Close() // releases the flock
+	}
+	m.locks = nil
 }
 
 func slicesSorted(set map[string]bool) []string {

@@ -16,8 +16,8 @@ const maxIDFile = 4 << 20
 // lookupID finds name in an /etc/passwd or /etc/group of the stage's tree
 // and returns its id (field 3) and, for passwd, its primary group
 // (field 4).
-func (s *stageRun) lookupID(file, name string) (id, group int, err error) {
-	host, err := s.rootfs.resolve(file)
+func lookupID(t *tree, file, name string) (id, group int, err error) {
+	host, err := t.resolve(file)
 	if err != nil {
 		return 0, 0, fmt.Errorf("%q: the image has no %s to look it up in", name, file)
 	}
@@ -50,6 +50,26 @@ func (s *stageRun) lookupID(file, name string) (id, group int, err error) {
 // A user without a group takes the user's primary group, or for a uid
 // the image does not list, the same number as docker does.
 func (s *stageRun) parseOwner(spec string) (owner, error) {
+	return parseOwner(s.rootfs, spec)
+}
+
+// ResolveUser resolves a USER value ("name", "uid", "name:group",
+// "uid:gid") in the /etc/passwd and /etc/group of the root filesystem
+// rootfs, reading them inside it whatever symlinks it holds, as an
+// Executor must before it switches to the user.
+func ResolveUser(rootfs, user string) (uid, gid int, err error) {
+	t, err := newTree(rootfs)
+	if err != nil {
+		return 0, 0, err
+	}
+	o, err := parseOwner(t, user)
+	if err != nil {
+		return 0, 0, fmt.Errorf("USER %s: %w", user, err)
+	}
+	return o.uid, o.gid, nil
+}
+
+func parseOwner(t *tree, spec string) (owner, error) {
 	if spec == "" {
 		return owner{}, nil
 	}
@@ -57,11 +77,11 @@ func (s *stageRun) parseOwner(spec string) (owner, error) {
 	var o owner
 	if n, err := strconv.Atoi(u); err == nil && n >= 0 {
 		o.uid, o.gid = n, n
-		if _, pg, err := s.lookupUID(n); err == nil {
+		if _, pg, err := lookupUID(t, n); err == nil {
 			o.gid = pg
 		}
 	} else {
-		uid, pg, err := s.lookupID("/etc/passwd", u)
+		uid, pg, err := lookupID(t, "/etc/passwd", u)
 		if err != nil {
 			return owner{}, fmt.Errorf("user %w", err)
 		}
@@ -71,7 +91,7 @@ func (s *stageRun) parseOwner(spec string) (owner, error) {
 		if n, err := strconv.Atoi(g); err == nil && n >= 0 {
 			o.gid = n
 		} else {
-			gid, _, err := s.lookupID("/etc/group", g)
+			gid, _, err := lookupID(t, "/etc/group", g)
 			if err != nil {
 				return owner{}, fmt.Errorf("group %w", err)
 			}
@@ -82,8 +102,8 @@ func (s *stageRun) parseOwner(spec string) (owner, error) {
 }
 
 // lookupUID finds uid's primary group in /etc/passwd.
-func (s *stageRun) lookupUID(uid int) (int, int, error) {
-	host, err := s.rootfs.resolve("/etc/passwd")
+func lookupUID(t *tree, uid int) (int, int, error) {
+	host, err := t.resolve("/etc/passwd")
 	if err != nil {
 		return 0, 0, err
 	}

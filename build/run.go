@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -22,70 +23,103 @@ func (s *stageRun) run(ctx context.Context, c *instructions.RunCommand, st *step
 	}
 	m := newMounter(s)
 	defer m.cleanup()
-	args, err := s.runArgs(c, m)
-	if err != nil {
+	spec := RunSpec{Rootfs: s.rootfs.root, Env: s.runEnv(), User: s.img.Config.User, Stdin: strings.NewReader("")}
+	var err error
+	if spec.Args, err = s.runArgs(c, m); err != nil {
 		return err
 	}
 	snap, err := layer.Take(s.rootfs.root)
 	if err != nil {
 		return err
 	}
+	// What the step prepares (working directory, mount points) is made
+	// after the snapshot, so that a working directory it creates is in
+	// its layer, as in docker, and mount points are seen and removed.
+	if spec.Dir, err = s.workingDir(); err != nil {
+		return err
+	}
+	for _, mnt := range instructions.GetMounts(c) {
+		if err := m.add(ctx, mnt, &spec.Env); err != nil {
+			return err
+		}
+	}
+	spec.Mounts = m.mounts
+	if spec.Network = instructions.GetNetwork(c); spec.Network == instructions.NetworkDefault {
+		spec.Network = ""
+	}
+	if err := s.execute(ctx, spec, st); err != nil {
+		return err
+	}
+	if err := m.removeTargets(); err != nil {
+		return err
+	}
+	changes, err := changesSince(snap)
+	if err != nil {
+		return err
+	}
+	return s.writeLayer(ctx, changes, c.String())
+}
+
+// workingDir makes the stage's working directory, owned by USER, and
+// returns it.
+func (s *stageRun) workingDir() (string, error) {
 	dir := s.img.Config.WorkingDir
 	if dir == "" {
 		dir = "/"
 	}
 	o, err := s.userOwner()
 	if err != nil {
-		return err
+		return "", err
 	}
-	if _, err := newFSWriter(s.rootfs, s.r.rootless).mkdirAll(dir, o); err != nil {
-		return fmt.Errorf("make working directory %s: %w", dir, err)
+	w := newFSWriter(s.rootfs, s.r.rootless)
+	_, err = w.mkdirAll(dir, o)
+	if rerr := w.restoreModes(); err == nil {
+		err = rerr
 	}
-	env := s.runEnv()
-	for _, mnt := range instructions.GetMounts(c) {
-		if err := m.add(ctx, mnt, &env); err != nil {
-			return err
-		}
-	}
-	network := instructions.GetNetwork(c)
-	if network == instructions.NetworkDefault {
-		network = ""
-	}
-	out := st.output()
-	code, err := s.r.b.Executor.Run(ctx, RunSpec{
-		Rootfs: s.rootfs.root, Args: args, Env: env, Dir: dir, User: s.img.Config.User,
-		Network: network, Mounts: m.mounts, Stdin: strings.NewReader(""), Stdout: out, Stderr: out,
-	})
-	tail := out.flush()
 	if err != nil {
-		return fmt.Errorf("run %q: %w", strings.Join(args, " "), err)
+		return "", fmt.Errorf("make working directory %s: %w", dir, err)
+	}
+	return dir, nil
+}
+
+// execute runs spec with its output streamed under step st; a failure
+// names the command, its exit status and the tail of its output.
+func (s *stageRun) execute(ctx context.Context, spec RunSpec, st *step) error {
+	out := st.output()
+	spec.Stdout, spec.Stderr = out, out
+	code, err := s.r.b.Executor.Run(ctx, spec)
+	tail := out.flush()
+	cmdline := strings.Join(spec.Args, " ")
+	if err != nil {
+		return fmt.Errorf("run %q: %w", cmdline, err)
 	}
 	if code != 0 {
-		msg := fmt.Sprintf("process %q did not complete successfully: exit code: %d", strings.Join(args, " "), code)
+		msg := fmt.Sprintf("process %q did not complete successfully: exit code: %d", cmdline, code)
 		if len(tail) > 0 {
 			msg += fmt.Sprintf("; its output ended with %q", strings.Join(tail, "\n"))
 		}
-		return fmt.Errorf("%s", msg)
+		return errors.New(msg)
 	}
-	if err := m.removeTargets(); err != nil {
-		return err
-	}
+	return nil
+}
+
+// changesSince lists what changed in the tree since snap.
+func changesSince(snap *layer.Snapshot) ([]layer.Change, error) {
 	ch, err := layer.Diff(snap, "")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var changes []layer.Change
 	for {
 		c, err := ch.Next()
 		if err == io.EOF {
-			break
+			return changes, nil
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		changes = append(changes, c)
 	}
-	return s.writeLayer(ctx, changes, c.String())
 }
 
 // runEnv is a RUN's environment: the image's ENV, the stage's ARGs that

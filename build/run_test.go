@@ -1,10 +1,14 @@
 package build
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestRunChangesBecomeLayer: RUN really runs (shell and exec form, with
@@ -18,14 +22,15 @@ ENV TARGET=world
 WORKDIR /work
 RUN echo "$GREETING $TARGET" > greeting && mkdir -p sub && echo x > sub/x && rm /etc/group
 RUN ["/bin/sh", "-c", "echo exec form > exec.txt; echo streamed output"]
-`, nil)
+RUN echo "$HTTP_PROXY" > proxy
+`, func(r *Request) { r.BuildArgs = map[string]string{"HTTP_PROXY": "http://127.0.0.1:3128"} })
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "streamed output") || !strings.Contains(out, "[stage-0 5/6] RUN echo") || !strings.Contains(out, "DONE") {
+	if !strings.Contains(out, "streamed output") || !strings.Contains(out, "[stage-0 5/7] RUN echo") || !strings.Contains(out, "DONE") {
 		t.Errorf("progress:\n%s", out)
 	}
-	files := layerFiles(t, s, res, -2)
+	files := layerFiles(t, s, res, -3)
 	if f := files["work/greeting"]; f.data != "hello world\n" || f.hdr.Uid != 0 {
 		t.Errorf("greeting: %q uid %v", f.data, f.hdr)
 	}
@@ -38,8 +43,18 @@ RUN ["/bin/sh", "-c", "echo exec form > exec.txt; echo streamed output"]
 	if _, ok := files["proc"]; ok {
 		t.Error("the executor's /proc mount point is in the layer")
 	}
-	if f := layerFiles(t, s, res, -1)["work/exec.txt"]; f.data != "exec form\n" {
+	if f := layerFiles(t, s, res, -2)["work/exec.txt"]; f.data != "exec form\n" {
 		t.Errorf("exec form wrote %q", f.data)
+	}
+	// Proxy build args reach RUN without an ARG, and never the image.
+	if f := layerFiles(t, s, res, -1)["work/proxy"]; f.data != "http://127.0.0.1:3128\n" {
+		t.Errorf("HTTP_PROXY in RUN: %q", f.data)
+	}
+	if env := strings.Join(imageConfig(t, s, res).Config.Env, " "); strings.Contains(env, "PROXY") {
+		t.Errorf("proxy in the image's env: %s", env)
+	}
+	if strings.Contains(out, "not consumed") {
+		t.Errorf("a proxy build arg is reported unused:\n%s", out)
 	}
 }
 
@@ -74,6 +89,7 @@ RUN echo more >> /artifact
 FROM scratch
 COPY --from=extended /artifact /out/artifact
 COPY --from=0 /bin/busybox /bin/
+COPY --from=base:1 /etc/passwd /etc/group /etc/
 `
 	res, out, err := testBuild(t, s, t.TempDir(), df, nil)
 	if err != nil {
@@ -87,6 +103,12 @@ COPY --from=0 /bin/busybox /bin/
 	}
 	if f := layerFiles(t, s, res, 1)["bin/busybox"]; f.hdr == nil || f.hdr.Mode != 0o755 {
 		t.Errorf("busybox: %+v", f.hdr)
+	}
+	if f := layerFiles(t, s, res, 2)["etc/group"]; !strings.Contains(f.data, "staff:x:50:") {
+		t.Errorf("COPY --from an image: %q", f.data)
+	}
+	if !strings.Contains(out, "[internal] load image base:1") {
+		t.Errorf("progress does not show the image being loaded:\n%s", out)
 	}
 	res, _, err = testBuild(t, s, t.TempDir(), df, func(r *Request) { r.Target = "build" })
 	if err != nil {
@@ -115,6 +137,7 @@ func TestCopyErrors(t *testing.T) {
 		{"FROM base:1\nRUN --mount=type=secret,id=tok,required cat /run/secrets/tok\n", `secret "tok" is required`},
 		{"FROM base:1\nFROOM x\n", "Dockerfile:2: FROOM x: unknown instruction: FROOM"},
 		{"FROM --platform=linux/s390x base:1\n", "only this machine's platform"},
+		{"FROM base:1\nARG DEST\nCOPY a.txt ${DEST:?required}\n", `Dockerfile:3: COPY a.txt ${DEST:?required}: expand variables: failed to process "${DEST:?required}": DEST: required`},
 	} {
 		_, _, err := testBuild(t, s, ctx, tc.df, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -139,6 +162,8 @@ RUN --mount=type=cache,target=/cache --mount=type=bind,source=src,target=/mnt ca
 RUN --mount=type=secret,id=tok cat /run/secrets/tok > /secret-copy
 RUN --mount=type=secret,id=tok,env=TOK echo "$TOK" > /secret-env
 RUN --mount=type=tmpfs,target=/scratch touch /scratch/x; ls /scratch > /tmpfs-listing
+RUN ln -s /etc /link-out && ln -s ../../../tmp /link-up
+RUN --mount=type=tmpfs,target=/link-out/sub --mount=type=cache,target=/link-up/c touch /etc/sub/x /tmp/c/y; ls /etc/sub /tmp/c > /via-links
 `, func(r *Request) { r.Secrets = map[string]string{"tok": secret} })
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
@@ -155,6 +180,10 @@ RUN --mount=type=tmpfs,target=/scratch touch /scratch/x; ls /scratch > /tmpfs-li
 	if f := imageFile(t, s, res, "secret-env"); f.data != "s3cret\n" {
 		t.Errorf("secret env %q", f.data)
 	}
+	// Targets through symlinks resolve inside the rootfs.
+	if f := imageFile(t, s, res, "via-links"); f.data != "/etc/sub:\nx\n\n/tmp/c:\ny\n" {
+		t.Errorf("mounts through symlinks: %q", f.data)
+	}
 	if f := imageFile(t, s, res, "tmpfs-listing"); f.data != "x\n" {
 		t.Errorf("tmpfs listing %q", f.data)
 	}
@@ -164,5 +193,54 @@ RUN --mount=type=tmpfs,target=/scratch touch /scratch/x; ls /scratch > /tmpfs-li
 				t.Errorf("layer %d holds mount point %s", i, p)
 			}
 		}
+	}
+}
+
+// TestCacheSharing: sharing=locked waits for the cache's lock,
+// sharing=private takes a fresh directory while another holds it, and
+// mode/uid apply to the cache directory.
+func TestCacheSharing(t *testing.T) {
+	s := baseStore(t)
+	cacheRoot := t.TempDir()
+	build := func(df string) (Result, error) {
+		b := &Builder{Store: s, Executor: unshareExecutor{}, TempDir: filepath.Join(t.TempDir(), "tmp"), CacheDir: cacheRoot}
+		return b.Build(context.Background(), Request{ContextDir: t.TempDir(), Dockerfile: []byte(df)})
+	}
+	dir := filepath.Join(cacheRoot, cacheKey("shared"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(dir+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	// private: the held lock sends the run to a fresh directory.
+	if _, err := build("FROM base:1\nRUN --mount=type=cache,id=shared,target=/c,sharing=private touch /c/private\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "private")); !os.IsNotExist(err) {
+		t.Errorf("sharing=private wrote into the locked cache: %v", err)
+	}
+	// locked: the run waits for the lock.
+	released := make(chan time.Time, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		released <- time.Now()
+		lock.Close()
+	}()
+	if _, err := build("FROM base:1\nRUN --mount=type=cache,id=shared,target=/c,sharing=locked,mode=0777,uid=1000 touch /c/locked\n"); err != nil {
+		t.Fatal(err)
+	}
+	at := <-released
+	fi, err := os.Stat(filepath.Join(dir, "locked"))
+	if err != nil || fi.ModTime().Before(at) {
+		t.Errorf("sharing=locked did not wait for the lock: %v %v", fi, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil || st.Mode&0o777 != 0o777 || (os.Geteuid() == 0 && st.Uid != 1000) {
+		t.Errorf("cache directory mode %o uid %d (%v)", st.Mode&0o777, st.Uid, err)
 	}
 }

@@ -122,7 +122,7 @@ func (s *stageRun) from(ctx context.Context, base, rootfs, fromLine string) ([]i
 	switch j, isStage := r.plan.stageIndex(base, s.idx); {
 	case strings.EqualFold(base, "scratch"):
 		s.img = scratchImage(r.req.Platform)
-		err = mkdirPrivate(rootfs)
+		err = mkdirRootfs(rootfs)
 	case isStage:
 		var prev *stageResult
 		if prev, err = r.stage(ctx, j); err == nil {

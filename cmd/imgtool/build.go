@@ -35,6 +35,7 @@ type buildOptions struct {
 	noCache      bool
 	secrets      []string
 	quiet        bool
+	pull         bool
 	secretSpecs  []secretSpec
 }
 
@@ -49,12 +50,14 @@ names another (-f - reads it from standard input); PATH/.dockerignore, or
 <Dockerfile>.dockerignore beside it, leaves files out of the context as in docker.
 
 Stages the target (--target, default the last) does not need are not built. RUN
-runs rootless in new user, mount and pid namespaces. Layers are zstd-compressed by
+runs in new user, mount and pid namespaces, without root. Layers are zstd-compressed by
 default (--compression gzip for docker before 23). With SOURCE_DATE_EPOCH (or
 --source-date-epoch) the same inputs always give the same image digest.
 
 --output writes the image elsewhere too: type=oci,dest=DIR, type=oci-archive,dest=FILE,
-type=docker-archive,dest=FILE or type=registry,name=REF; --push pushes every -t.`,
+type=docker-archive,dest=FILE or type=registry,name=REF; or its filesystem:
+type=local,dest=DIR (or just DIR) and type=tar,dest=FILE (or - for standard output).
+--push pushes every -t.`,
 		Example: `  imgtool build -t app:1 .
   imgtool build -f build/Dockerfile --target runtime --build-arg VERSION=1.2 -t app:1 .
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) imgtool build -t reg.example/app:1 --push .
@@ -76,10 +79,11 @@ type=docker-archive,dest=FILE or type=registry,name=REF; --push pushes every -t.
 	f.StringVar(&opts.epoch, "source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "clamp times to this Unix time for reproducible images (env SOURCE_DATE_EPOCH)")
 	f.StringVar(&opts.iidfile, "iidfile", "", "write the image's digest to this file")
 	f.StringVar(&opts.metadataFile, "metadata-file", "", "write the build result's digests as JSON to this file, as buildx does")
-	f.StringArrayVarP(&opts.outputs, "output", "o", nil, "also write the image: type=oci|oci-archive|docker-archive,dest=PATH or type=registry,name=REF (repeatable)")
+	f.StringArrayVarP(&opts.outputs, "output", "o", nil, "also write the image: type=oci|oci-archive|docker-archive,dest=PATH, type=registry,name=REF, or its filesystem: type=local,dest=DIR, type=tar,dest=FILE, - (repeatable)")
 	f.BoolVar(&opts.push, "push", false, "push the image to the registry of every -t")
 	f.BoolVar(&opts.noCache, "no-cache", false, "do not use a build cache (accepted for compatibility: imgtool has no build cache yet)")
 	f.StringArrayVar(&opts.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)")
+	f.BoolVar(&opts.pull, "pull", false, "pull base images again even when the store has them")
 	f.BoolVarP(&opts.quiet, "quiet", "q", false, "print only the image digest (same as --progress quiet)")
 	return cmd
 }
@@ -90,24 +94,7 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 	if err != nil {
 		return err
 	}
-	outs, err := parseOutputs(opts.outputs)
-	if err != nil {
-		return usageError{err}
-	}
-	if opts.push {
-		if len(opts.tags) == 0 {
-			return usageError{errors.New("build --push: name the image with -t REF")}
-		}
-		for _, t := range opts.tags {
-			outs = append(outs, output{loc: transport.Location{Kind: transport.Registry, Ref: t}})
-		}
-	}
-	for _, t := range opts.tags {
-		if _, err := store.NormalizeRef(t); err != nil {
-			return usageError{err}
-		}
-	}
-	exe, err := newExecutor(o)
+	outs, err := opts.destinations()
 	if err != nil {
 		return err
 	}
@@ -117,33 +104,74 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 		return err
 	}
 	defer s.Close()
-	var secretDir string
-	defer func() {
-		if secretDir != "" {
-			os.RemoveAll(secretDir)
-		}
-	}()
-	req.Secrets, err = secretFiles(opts.secretSpecs, func() (string, error) {
-		if secretDir == "" {
-			if err := os.MkdirAll(filepath.Join(o.root, "tmp"), 0o700); err != nil {
-				return "", err
-			}
-			d, err := os.MkdirTemp(filepath.Join(o.root, "tmp"), "secrets-")
-			if err != nil {
-				return "", err
-			}
-			secretDir = d
-		}
-		return secretDir, nil
-	})
+	secrets, cleanup, err := secretFiles(opts.secretSpecs, filepath.Join(o.root, "tmp"))
+	defer cleanup()
 	if err != nil {
 		return err
 	}
-	var progress io.Writer = os.Stderr
-	if opts.quiet || o.progress == "quiet" {
-		progress = nil
+	req.Secrets = secrets
+	show := !opts.quiet && o.progress != "quiet"
+	res, err := o.newBuilder(s, show).Build(ctx, req)
+	if err != nil {
+		return err
 	}
-	b := &build.Builder{
+	if err := nameImage(ctx, s, opts.tags, res); err != nil {
+		return err
+	}
+	for _, out := range outs {
+		if err := o.exportBuild(ctx, s, res, out, opts.tags, show); err != nil {
+			return err
+		}
+	}
+	if err := writeResultFiles(opts, res); err != nil {
+		return err
+	}
+	for _, out := range outs {
+		if out.tar == "-" {
+			return nil // standard output holds the tar
+		}
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), res.Manifest.Digest)
+	return nil
+}
+
+// destinations are where the image goes besides the store: --output,
+// and the registry of every -t with --push.
+func (opts *buildOptions) destinations() ([]output, error) {
+	outs, err := parseOutputs(opts.outputs)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	for _, t := range opts.tags {
+		if _, err := store.NormalizeRef(t); err != nil {
+			return nil, usageError{err}
+		}
+	}
+	if !opts.push {
+		return outs, nil
+	}
+	if len(opts.tags) == 0 {
+		return nil, usageError{errors.New("build --push: name the image with -t REF")}
+	}
+	for _, t := range opts.tags {
+		outs = append(outs, output{loc: transport.Location{Kind: transport.Registry, Ref: t}})
+	}
+	return outs, nil
+}
+
+// newBuilder is the build package wired to this data root: temporary
+// files and caches under it, RUN through newExecutor, base images pulled
+// into the store.
+func (o *globalOptions) newBuilder(s *store.Store, show bool) *build.Builder {
+	exe, err := newExecutor(o)
+	if err != nil {
+		exe = missingExecutor{err} // Dockerfiles without RUN build without one
+	}
+	var progress io.Writer
+	if show {
+		progress = os.Stderr
+	}
+	return &build.Builder{
 		Store: s, Executor: exe, Progress: progress,
 		TempDir:  filepath.Join(o.root, "tmp"),
 		CacheDir: filepath.Join(o.root, "cache", "build"),
@@ -152,24 +180,12 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 			return err
 		},
 	}
-	res, err := b.Build(ctx, req)
-	if err != nil {
-		return err
-	}
-	if err := nameImage(ctx, s, opts.tags, res); err != nil {
-		return err
-	}
-	for _, out := range outs {
-		if err := o.exportBuild(ctx, s, res, out, opts.tags, progress != nil); err != nil {
-			return err
-		}
-	}
-	if err := writeResultFiles(opts, res); err != nil {
-		return err
-	}
-	fmt.Fprintln(cmd.OutOrStdout(), res.Manifest.Digest)
-	return nil
 }
+
+// missingExecutor reports, at the first RUN, why RUN cannot run here.
+type missingExecutor struct{ err error }
+
+func (m missingExecutor) Run(context.Context, build.RunSpec) (int, error) { return 0, m.err }
 
 // nameImage records the image in the store under every tag, or unnamed.
 func nameImage(ctx context.Context, s *store.Store, tags []string, res build.Result) error {
@@ -186,7 +202,7 @@ func nameImage(ctx context.Context, s *store.Store, tags []string, res build.Res
 
 // request turns the flags into a build request.
 func (opts *buildOptions) request(contextDir string) (build.Request, error) {
-	req := build.Request{ContextDir: contextDir, Target: opts.target}
+	req := build.Request{ContextDir: contextDir, Target: opts.target, PullAlways: opts.pull}
 	var err error
 	if req.Compression, err = layer.ParseCompression(opts.compression); err != nil {
 		return req, usageError{err}
@@ -308,32 +324,45 @@ func parseSecrets(list []string) ([]secretSpec, error) {
 }
 
 // secretFiles gives each secret a file for the build: its own, or, for
-// env= secrets, a 0600 file under dir, which the caller removes.
-func secretFiles(specs []secretSpec, dir func() (string, error)) (map[string]string, error) {
+// env= secrets, a 0600 file in a directory under tmp that cleanup
+// removes (call it whatever the error).
+func secretFiles(specs []secretSpec, tmp string) (map[string]string, func(), error) {
 	out := map[string]string{}
+	var dir string
+	cleanup := func() {
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
+	}
 	for _, sp := range specs {
 		if sp.src != "" {
 			if _, err := os.Stat(sp.src); err != nil {
-				return nil, fmt.Errorf("--secret %s: %w", sp.id, err)
+				return nil, cleanup, fmt.Errorf("--secret %s: %w", sp.id, err)
 			}
 			out[sp.id] = sp.src
 			continue
 		}
 		v, ok := os.LookupEnv(sp.env)
 		if !ok {
-			return nil, fmt.Errorf("--secret %s: environment variable %s is not set", sp.id, sp.env)
+			return nil, cleanup, fmt.Errorf("--secret %s: environment variable %s is not set", sp.id, sp.env)
 		}
-		d, err := dir()
-		if err != nil {
-			return nil, err
+		if dir == "" {
+			if err := os.MkdirAll(tmp, 0o700); err != nil {
+				return nil, cleanup, err
+			}
+			d, err := os.MkdirTemp(tmp, "secrets-")
+			if err != nil {
+				return nil, cleanup, err
+			}
+			dir = d
 		}
-		f := filepath.Join(d, "secret-"+strconv.Itoa(len(out)))
+		f := filepath.Join(dir, "secret-"+strconv.Itoa(len(out)))
 		if err := os.WriteFile(f, []byte(v), 0o600); err != nil {
-			return nil, fmt.Errorf("--secret %s: %w", sp.id, err)
+			return nil, cleanup, fmt.Errorf("--secret %s: %w", sp.id, err)
 		}
 		out[sp.id] = f
 	}
-	return out, nil
+	return out, cleanup, nil
 }
 
 func cmpOr(a, b string) string {

@@ -11,19 +11,33 @@ import (
 	"github.com/imgtool/imgtool/build"
 	"github.com/imgtool/imgtool/store"
 	"github.com/imgtool/imgtool/store/transport"
+	"github.com/imgtool/imgtool/unpack"
 )
 
-// output is one place --output or --push writes the built image.
+// output is one place --output or --push writes the built image: an
+// image location, or the image's flattened filesystem as a directory
+// (local) or a tar file (tar; "-" for standard output).
 type output struct {
-	loc transport.Location
+	loc        transport.Location
+	local, tar string
 }
 
 // parseOutputs parses buildx's --output syntax: type=oci|oci-archive|
-// docker-archive with dest=PATH, or type=registry (also type=image with
-// push=true) with name=REF.
+// docker-archive with dest=PATH, type=registry (also type=image with
+// push=true) with name=REF, type=local,dest=DIR and type=tar,dest=FILE,
+// and buildx's shorthands "-" (a tar on standard output) and a bare path
+// (local).
 func parseOutputs(list []string) ([]output, error) {
 	var out []output
 	for _, s := range list {
+		if s == "-" {
+			out = append(out, output{tar: "-"})
+			continue
+		}
+		if !strings.Contains(s, "=") {
+			out = append(out, output{local: s})
+			continue
+		}
 		attrs := map[string]string{}
 		for _, f := range strings.Split(s, ",") {
 			k, v, ok := strings.Cut(f, "=")
@@ -34,6 +48,17 @@ func parseOutputs(list []string) ([]output, error) {
 		}
 		var loc transport.Location
 		switch attrs["type"] {
+		case "local", "tar":
+			dest := attrs["dest"]
+			if dest == "" {
+				return nil, fmt.Errorf("--output %q: type=%s needs dest=PATH", s, attrs["type"])
+			}
+			if attrs["type"] == "local" {
+				out = append(out, output{local: dest})
+			} else {
+				out = append(out, output{tar: dest})
+			}
+			continue
 		case "oci":
 			loc.Kind = transport.OCILayout
 		case "oci-archive":
@@ -48,7 +73,7 @@ func parseOutputs(list []string) ([]output, error) {
 			}
 			loc.Kind = transport.Registry
 		default:
-			return nil, fmt.Errorf("--output %q: unknown type %q; want oci, oci-archive, docker-archive or registry", s, attrs["type"])
+			return nil, fmt.Errorf("--output %q: unknown type %q; want oci, oci-archive, docker-archive, registry, local or tar", s, attrs["type"])
 		}
 		if loc.Kind == transport.Registry {
 			if loc.Ref = attrs["name"]; loc.Ref == "" {
@@ -68,6 +93,12 @@ func parseOutputs(list []string) ([]output, error) {
 // exportBuild copies the built image from the store to out. Layouts and
 // archives get the first tag as the image's name unless name= gave one.
 func (o *globalOptions) exportBuild(ctx context.Context, s *store.Store, res build.Result, out output, tags []string, show bool) error {
+	switch {
+	case out.tar != "":
+		return o.export(ctx, s, transport.Location{Kind: transport.Store, Ref: res.Manifest.Digest.String()}, out.tar)
+	case out.local != "":
+		return exportLocal(ctx, s, res, out.local, show)
+	}
 	name := out.loc.Ref
 	if name == "" && len(tags) > 0 {
 		name = tags[0]
@@ -102,6 +133,34 @@ func (o *globalOptions) exportBuild(ctx context.Context, s *store.Store, res bui
 	}
 	if show {
 		fmt.Fprintf(os.Stderr, "Wrote %s to %s\n", res.Manifest.Digest, outputName(out.loc))
+	}
+	return nil
+}
+
+// exportLocal unpacks the image's filesystem into dir, which must not
+// exist or be empty (unpack refuses to merge into existing files).
+func exportLocal(ctx context.Context, s *store.Store, res build.Result, dir string, show bool) error {
+	if entries, err := os.ReadDir(dir); err == nil {
+		if len(entries) > 0 {
+			return fmt.Errorf("--output type=local,dest=%s: the directory is not empty", dir)
+		}
+		if err := os.Remove(dir); err != nil {
+			return fmt.Errorf("--output type=local,dest=%s: %w", dir, err)
+		}
+	}
+	m, err := store.ImageManifest(ctx, s, res.Manifest)
+	if err != nil {
+		return err
+	}
+	rep, err := unpack.Image(ctx, s, m, dir, unpack.Options{})
+	for _, w := range rep.Warnings {
+		fmt.Fprintf(os.Stderr, "warning: %s: %s\n", w.Path, w.Reason)
+	}
+	if err != nil {
+		return fmt.Errorf("--output type=local,dest=%s: %w", dir, err)
+	}
+	if show {
+		fmt.Fprintf(os.Stderr, "Unpacked %s into %s\n", res.Manifest.Digest, dir)
 	}
 	return nil
 }

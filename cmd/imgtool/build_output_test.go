@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -73,6 +74,23 @@ func TestBuildOutputs(t *testing.T) {
 		if files := exportFiles(t, other, got); files["f"] == nil || files["f"].Linkname != "data" {
 			t.Errorf("%s lacks /f", src)
 		}
+	}
+	// The filesystem alone: a directory, a tar file, a tar on stdout.
+	c.ok("build", "-o", "type=local,dest="+filepath.Join(out, "fs"), "-o", filepath.Join(out, "fs2"), "-o", "type=tar,dest="+filepath.Join(out, "fs.tar"), dir)
+	for _, p := range []string{filepath.Join(out, "fs", "f"), filepath.Join(out, "fs2", "f")} {
+		if data, err := os.ReadFile(p); err != nil || string(data) != "data" {
+			t.Errorf("type=local: %s: %q %v", p, data, err)
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(out, "fs.tar")); err != nil || !bytes.Contains(data, []byte("data")) {
+		t.Errorf("type=tar: %v", err)
+	}
+	r := c.run(nil, "build", "-q", "-o", "-", dir)
+	if r.code != 0 || !bytes.Contains([]byte(r.stdout), []byte("data")) || strings.Contains(r.stdout, "sha256:") {
+		t.Errorf("-o -: exit %d, %d bytes of stdout\n%s", r.code, len(r.stdout), r.stderr)
+	}
+	if line := c.fail(1, "build", "-o", filepath.Join(out, "fs"), dir); !strings.Contains(line, "not empty") {
+		t.Errorf("type=local into a full directory: %s", line)
 	}
 	c.fail(2, "build", "--push", dir)
 	c.fail(2, "build", "-o", "type=oci", dir)

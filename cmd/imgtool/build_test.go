@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -47,6 +48,9 @@ func busyboxRootfs(t *testing.T) string {
 	for _, a := range []string{"sh", "echo", "cat", "ls", "mkdir", "id", "sleep", "touch", "stat", "chown"} {
 		os.Symlink("busybox", filepath.Join(dir, "bin", a))
 	}
+	// A read-only directory, as Fedora's /usr/lib is.
+	os.MkdirAll(filepath.Join(dir, "usr", "lib"), 0o755)
+	os.Chmod(filepath.Join(dir, "usr", "lib"), 0o555)
 	return dir
 }
 
@@ -204,6 +208,15 @@ CMD ["--serve"]
 	if entries, _ := os.ReadDir(filepath.Join(c.root, "tmp")); len(entries) != 0 {
 		t.Errorf("temporary files left: %v", entries)
 	}
+
+	// BUILDKIT_PROGRESS=quiet, as docker build users set it, silences it.
+	quiet := exec.Command(binary, "--root", c.root, "build", "-t", "app:1", dir)
+	quiet.Env = append(os.Environ(), "BUILDKIT_PROGRESS=quiet", "IMGTOOL_PROGRESS=")
+	var qerr strings.Builder
+	quiet.Stderr = &qerr
+	if out, err := quiet.Output(); err != nil || qerr.Len() != 0 || !strings.HasPrefix(string(out), "sha256:") {
+		t.Errorf("BUILDKIT_PROGRESS=quiet: %v, stdout %q, stderr %q", err, out, qerr.String())
+	}
 }
 
 // TestBuildErrors: bad input says what and where, exits 1, and adds no
@@ -232,6 +245,9 @@ func TestBuildErrors(t *testing.T) {
 	}
 	if line := c.fail(1, "build", "--target", "nope", dir); !strings.Contains(line, `target stage "nope" not found`) {
 		t.Errorf("unknown target: %s", line)
+	}
+	if line := c.fail(1, "build", "--platform", "linux/s390x", dir); !strings.Contains(line, "only this machine's platform") {
+		t.Errorf("--platform linux/s390x: %s", line)
 	}
 	c.fail(2, "build", "--output", "type=tar", dir)
 	c.fail(2, "build", "--build-arg", "=x", dir)

@@ -55,7 +55,7 @@ func newRootCmd() *cobra.Command {
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	f := cmd.PersistentFlags()
 	f.StringVar(&o.root, "root", defaultRoot(), "data directory holding the image store (env IMGTOOL_ROOT)")
-	f.StringVar(&o.progress, "progress", envOr("IMGTOOL_PROGRESS", "auto"), "progress output: auto, plain, tty or quiet")
+	f.StringVar(&o.progress, "progress", envOr("IMGTOOL_PROGRESS", envOr("BUILDKIT_PROGRESS", "auto")), "progress output: auto, plain, tty or quiet (env IMGTOOL_PROGRESS, or BUILDKIT_PROGRESS as docker build reads it)")
 	f.StringVar(&o.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain HTTP and unverified TLS registries (localhost and 127.0.0.1 use HTTP without it)")
 	f.BoolVar(&o.tlsVer, "tls-verify", true, "verify registry TLS certificates (--tls-verify=false is --insecure, as in skopeo and podman)")
