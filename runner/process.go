@@ -19,6 +19,10 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // executable inside the (already pivoted) root, and starts the command.
 func startCommand(cfg *config) (int, status) {
 	u, err := resolveUser(cfg.User)
+	if errors.Is(err, errUnmapped) && cfg.UnmappedUserAsRoot {
+		fmt.Fprintf(os.Stderr, "imgtool: %v; running as root of the user namespace instead\n", err)
+		u, err = resolveUser("")
+	}
 	if err != nil {
 		return 0, status{Kind: "setup", Msg: err.Error()}
 	}
@@ -67,6 +71,9 @@ func startCommand(cfg *config) (int, status) {
 	return pid, status{Kind: "ok"}
 }
 
+// errUnmapped marks a user whose ids the namespace lacks.
+var errUnmapped = errors.New("not mapped into the user namespace")
+
 // resolveUser resolves USER[:GROUP] in the image's /etc/passwd and
 // /etc/group as docker does (numeric ids need no entry), and checks the
 // ids exist in this user namespace.
@@ -78,7 +85,7 @@ func resolveUser(spec string) (*mobyuser.ExecUser, error) {
 	}
 	for _, id := range append([]int{u.Uid, u.Gid}, u.Sgids...) {
 		if !mapped(id) {
-			return nil, fmt.Errorf("user %q needs id %d, which is not mapped into the user namespace: give the calling user subordinate ids in /etc/subuid and /etc/subgid and install newuidmap (package uidmap)", spec, id)
+			return nil, fmt.Errorf("user %q needs id %d, which is %w: give the calling user subordinate ids in /etc/subuid and /etc/subgid and install newuidmap (package uidmap)", spec, id, errUnmapped)
 		}
 	}
 	return u, nil

@@ -39,6 +39,8 @@ type config struct {
 	State     string // scratch mount point, a tmpfs inside
 	SetGroups bool   // false when setgroups is denied (single-id mapping)
 	Reexec    bool   // the maps were written after the init started
+	// UnmappedUserAsRoot: see Spec.
+	UnmappedUserAsRoot bool
 }
 
 // status is the init's one report before the command runs.
@@ -82,7 +84,7 @@ func Run(ctx context.Context, s Spec, stdio Stdio) (int, error) {
 	cfg := config{
 		Dir: s.Dir, Rootfs: s.Rootfs, ReadOnly: s.ReadOnly, Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User,
 		Hostname: hostname, Network: s.Network, Mounts: s.Mounts, Hosts: s.Hosts, TTY: s.TTY,
-		State: state, SetGroups: mapping.setGroups(),
+		State: state, SetGroups: mapping.setGroups(), UnmappedUserAsRoot: s.UnmappedUserAsRoot,
 	}
 	p, err := start(ctx, &s, stdio, mapping)
 	if err != nil {

@@ -54,8 +54,12 @@ type Spec struct {
 	Cwd      string   // created when missing; "/" when empty
 	User     string   // USER[:GROUP], names or numeric ids, resolved in Dir's /etc/passwd and /etc/group
 	Hostname string
-	Network  Network
-	Mounts   []Mount
+	// UnmappedUserAsRoot runs as root of the namespace, with a notice on
+	// stderr, when User needs ids the namespace lacks (a rootless build
+	// without subordinate ids), instead of failing.
+	UnmappedUserAsRoot bool
+	Network            Network
+	Mounts             []Mount
 	// Hosts lines are added to the generated /etc/hosts.
 	Hosts []string
 	// TTY gives the process a pseudo-terminal as its stdio; Stdin, when

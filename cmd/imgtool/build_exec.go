@@ -34,6 +34,8 @@ func (r *runnerExecutor) Run(ctx context.Context, s build.RunSpec) (int, error) 
 		Dir: s.Rootfs, Rootfs: runner.Writable,
 		Args: s.Args, Env: s.Env, Cwd: s.Dir, User: s.User,
 		StateDir: r.stateDir, Notice: r.notice,
+		// As the build's unshare executor did, and buildah without subuids.
+		UnmappedUserAsRoot: true,
 	}
 	if s.Network == "none" {
 		spec.Network = runner.NetworkNone

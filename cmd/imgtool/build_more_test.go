@@ -47,7 +47,7 @@ func TestBuildUnprivileged(t *testing.T) {
 		t.Fatalf("build as uid %d: %v\n%s", nobody, err, stderr.String())
 	}
 	// Without subordinate ids USER cannot be switched to, and the build says so.
-	if !strings.Contains(stderr.String(), "RUN as USER app needs root or imgtool's runner") {
+	if !strings.Contains(stderr.String(), "running as root of the user namespace instead") {
 		t.Errorf("no word about USER being ignored:\n%s", stderr.String())
 	}
 	if got := strings.TrimSpace(string(out)); got != asRoot {
