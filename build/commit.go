@@ -34,7 +34,7 @@ func (s *stageRun) writeLayer(ctx context.Context, changes []layer.Change, creat
 		s.steps = append(s.steps, manifest.Step{CreatedBy: createdBy})
 		return nil
 	}
-	slices.SortFunc(changes, func(a, b layer.Change) int { return comparePaths(a.Path, b.Path) })
+	slices.SortFunc(changes, func(a, b layer.Change) int { return layer.ComparePaths(a.Path, b.Path) })
 	bw, err := s.r.b.Store.Writer(ctx)
 	if err != nil {
 		return err
@@ -60,24 +60,3 @@ func parentOf(p string) string {
 	return p[:i]
 }
 
-// comparePaths orders paths as a depth-first walk in lexical order does,
-// by component ("a/b" before "a.b"), which is the order layer.Write wants
-// (the same rule as the layer package's snapshot diff).
-func comparePaths(a, b string) int {
-	for {
-		ca, ra, moreA := strings.Cut(a, "/")
-		cb, rb, moreB := strings.Cut(b, "/")
-		if c := strings.Compare(ca, cb); c != 0 {
-			return c
-		}
-		switch {
-		case !moreA && !moreB:
-			return 0
-		case !moreA:
-			return -1
-		case !moreB:
-			return 1
-		}
-		a, b = ra, rb
-	}
-}

@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"path"
@@ -97,14 +98,13 @@ func (s *stageRun) configure(c instructions.Command) error {
 	case *instructions.UserCommand:
 		cfg.User = c.User
 	case *instructions.VolumeCommand:
-		if cfg.Volumes == nil {
-			cfg.Volumes = map[string]struct{}{}
+		// The JSON form keeps paths with spaces whole; manifest owns the rule.
+		vols, err := json.Marshal(c.Volumes)
+		if err != nil {
+			return err
 		}
-		for _, v := range c.Volumes {
-			if v == "" {
-				return fmt.Errorf("VOLUME path is empty")
-			}
-			cfg.Volumes[v] = struct{}{}
+		if err := s.applyChange("VOLUME " + string(vols)); err != nil {
+			return err
 		}
 	case *instructions.CmdCommand:
 		cfg.Cmd = s.commandLine(c.ShellDependantCmdLine)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/imgtool/imgtool/layer"
 	"os"
 	"path"
 	"path/filepath"
@@ -307,7 +308,7 @@ func slicesSorted(set map[string]bool) []string {
 	for k := range set {
 		out = append(out, k)
 	}
-	slices.SortFunc(out, comparePaths)
+	slices.SortFunc(out, layer.ComparePaths)
 	return out
 }
 

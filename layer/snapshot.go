@@ -223,7 +223,7 @@ func Diff(before *Snapshot, lower string) (Changes, error) {
 		}
 		out = append(out, Change{Path: rel, Kind: Delete})
 	}
-	slices.SortFunc(out, func(a, b Change) int { return comparePaths(a.Path, b.Path) })
+	slices.SortFunc(out, func(a, b Change) int { return ComparePaths(a.Path, b.Path) })
 	return List(out), nil
 }
 
@@ -283,9 +283,9 @@ func filesEqual(a, b string) bool {
 	}
 }
 
-// comparePaths orders paths as a depth-first walk in lexical order does:
+// ComparePaths orders paths as a depth-first walk in lexical order does:
 // by component, so "a/b" sorts before "a.b".
-func comparePaths(a, b string) int {
+func ComparePaths(a, b string) int {
 	for {
 		ca, ra, moreA := strings.Cut(a, "/")
 		cb, rb, moreB := strings.Cut(b, "/")
