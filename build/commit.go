@@ -59,4 +59,3 @@ func parentOf(p string) string {
 	}
 	return p[:i]
 }
-

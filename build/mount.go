@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/imgtool/imgtool/layer"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"time"
 
+	"github.com/imgtool/imgtool/layer"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"golang.org/x/sys/unix"
 )

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"time"
 
+	"github.com/imgtool/imgtool/internal/flock"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,26 +23,9 @@ func openLock(path string) (*lockFile, error) {
 }
 
 // lock takes the lock (how = unix.LOCK_SH or unix.LOCK_EX), waiting until it
-// is free or ctx is done. Polling with LOCK_NB keeps the wait cancellable.
+// is free or ctx is done.
 func (l *lockFile) lock(ctx context.Context, how int) error {
-	delay := time.Millisecond
-	for {
-		err := unix.Flock(int(l.f.Fd()), how|unix.LOCK_NB)
-		if err == nil {
-			return nil
-		}
-		if err != unix.EWOULDBLOCK && err != unix.EINTR {
-			return fmt.Errorf("lock %s: %w", l.f.Name(), err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("lock %s: %w", l.f.Name(), ctx.Err())
-		case <-time.After(delay):
-		}
-		if delay < 50*time.Millisecond {
-			delay *= 2
-		}
-	}
+	return flock.Lock(ctx, l.f, how, true)
 }
 
 func (l *lockFile) unlock() error { return unix.Flock(int(l.f.Fd()), unix.LOCK_UN) }

@@ -2,16 +2,15 @@ package unpack
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"time"
 
+	iflock "github.com/imgtool/imgtool/internal/flock"
 	"golang.org/x/sys/unix"
 )
 
 // errBusy is a lock another open file description holds.
-var errBusy = errors.New("locked by another imgtool process")
+var errBusy = iflock.ErrBusy
 
 // flock is a flock(2) on a chain's lock file. flock locks belong to the
 // open file description, so two Caches in one process exclude each other
@@ -54,30 +53,9 @@ func (l *flock) current(path string) bool {
 	return held.Dev == now.Dev && held.Ino == now.Ino
 }
 
-// lock takes or converts the lock. Polling with LOCK_NB keeps the wait
-// cancellable.
+// lock takes or converts the lock (see flock.Lock).
 func (l *flock) lock(ctx context.Context, how int, wait bool) error {
-	delay := time.Millisecond
-	for {
-		err := unix.Flock(int(l.f.Fd()), how|unix.LOCK_NB)
-		if err == nil {
-			return nil
-		}
-		if err != unix.EWOULDBLOCK && err != unix.EINTR {
-			return fmt.Errorf("lock %s: %w", l.f.Name(), err)
-		}
-		if !wait && err == unix.EWOULDBLOCK {
-			return fmt.Errorf("lock %s: %w", l.f.Name(), errBusy)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("lock %s: %w", l.f.Name(), ctx.Err())
-		case <-time.After(delay):
-		}
-		if delay < 50*time.Millisecond {
-			delay *= 2
-		}
-	}
+	return iflock.Lock(ctx, l.f, how, wait)
 }
 
 // close drops the lock with the descriptor.

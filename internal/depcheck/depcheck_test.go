@@ -18,9 +18,9 @@ var allowed = map[string][]string{
 	"manifest":        {},
 	"runner":          {},
 	"layer":           {"manifest", "internal/rootlesscontainers", "internal/compression"},
-	"store":           {"manifest"},
+	"store":           {"manifest", "internal/flock"},
 	"store/transport": {"manifest", "store"},
-	"unpack":          {"manifest", "store", "internal/rootlesscontainers", "internal/compression"},
+	"unpack":          {"manifest", "store", "internal/rootlesscontainers", "internal/compression", "internal/flock"},
 	"build":           {"manifest", "layer", "store", "store/transport", "unpack", "runner", "internal/rootlesscontainers", "internal/compression"},
 	"registry":        {"manifest"},
 }
