@@ -68,15 +68,39 @@ func initMain() int {
 		}
 		return 125
 	}
-	report(statusFile, st)
+	send(statusFile, st)
 	code := supervise(pid, sigs)
+	// Nothing of the container may outlive the report: kill and reap
+	// what the command left behind, and undo the Writable mounts, so the
+	// parent can return on the report while the kernel tears the
+	// namespaces down after our exit.
+	killAll()
 	m.cleanup()
+	report(statusFile, status{Kind: "exit", Code: code})
 	return code
 }
 
+// send writes one status message; report writes the last one.
+func send(f *os.File, st status) { _ = json.NewEncoder(f).Encode(st) }
+
 func report(f *os.File, st status) {
-	_ = json.NewEncoder(f).Encode(st)
+	send(f, st)
 	f.Close()
+}
+
+// killAll kills every process left in the pid namespace (PID 1 itself is
+// spared by kill(-1)) and reaps them; orphans are re-parented to us
+// before their parents can be reaped, so ECHILD means none is left. The
+// loop ends: each round reaps one child, and the dead cannot fork.
+func killAll() {
+	for {
+		_ = unix.Kill(-1, unix.SIGKILL)
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(-1, &ws, 0, nil)
+		if err != nil && err != unix.EINTR {
+			return
+		}
+	}
 }
 
 // forwarded are the signals passed on to the command. SIGURG is the Go

@@ -115,7 +115,8 @@ func Run(ctx context.Context, s Spec, stdio Stdio) (int, error) {
 			p.term.sock.Close()
 		}
 	}
-	st, err := readStatus(p.statusR)
+	dec := json.NewDecoder(io.LimitReader(p.statusR, 1<<16))
+	st, err := readStatus(dec)
 	if err != nil || st.Kind != "ok" {
 		code := p.wait()
 		switch {
@@ -130,12 +131,20 @@ func Run(ctx context.Context, s Spec, stdio Stdio) (int, error) {
 		}
 	}
 	go p.forward(s.Signals)
+	if p.detachable() {
+		// The init reports the status once the container is gone; its
+		// own exit, which unmounts everything, need not be waited for.
+		if st, err := readStatus(dec); err == nil && st.Kind == "exit" {
+			go p.wait()
+			return st.Code, nil
+		}
+	}
 	return p.wait(), nil
 }
 
-func readStatus(r io.Reader) (status, error) {
+func readStatus(dec *json.Decoder) (status, error) {
 	var st status
-	err := json.NewDecoder(io.LimitReader(r, 1<<16)).Decode(&st)
+	err := dec.Decode(&st)
 	if err != nil {
 		return st, fmt.Errorf("read init status: %w", err)
 	}
@@ -255,6 +264,24 @@ func (p *proc) wait() int {
 		return ee.ExitCode()
 	}
 	return -1
+}
+
+// detachable reports whether Run may return before the init is reaped:
+// only when no goroutine of exec.Cmd copies the stdio (those end with
+// the init, and the caller expects the output complete) and no terminal
+// needs draining.
+func (p *proc) detachable() bool {
+	return p.term == nil && isFileOrNil(p.cmd.Stdin) && isFileOrNil(p.cmd.Stdout) && isFileOrNil(p.cmd.Stderr)
+}
+
+func isFileOrNil(v any) bool {
+	switch f := v.(type) {
+	case nil:
+		return true
+	case *os.File:
+		return f != nil
+	}
+	return false
 }
 
 func (p *proc) kill() {
