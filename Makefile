@@ -1,14 +1,14 @@
 # imgtool — see README.md.
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/imgtool
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@latest
 
 .PHONY: build test bench lint demo deps fuzz clean
 
+# scripts/build.sh embeds the container init (see internal/cmd/runner-init).
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/imgtool
+	GO=$(GO) sh scripts/build.sh $(BIN) $(VERSION)
 
 # deps installs what the tests need when run as root, and says what to
 # install otherwise.

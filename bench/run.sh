@@ -36,7 +36,8 @@ cleanup() {
 trap cleanup EXIT
 chmod 755 "$W"
 export PATH=/usr/local/go/bin:$PATH
-go build -o "$W/imgtool" ./cmd/imgtool
+# Built as `make build` does: static, with the small container init embedded.
+sh scripts/build.sh "$W/imgtool"
 go build -o "$W/alternate" ./internal/cmd/alternate
 
 mkdir -p "$W/src/bin" "$W/src/etc" "$W/run" "$W/bundle"

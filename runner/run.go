@@ -86,7 +86,10 @@ func Run(ctx context.Context, s Spec, stdio Stdio) (int, error) {
 		Hostname: hostname, Network: s.Network, Mounts: s.Mounts, Hosts: s.Hosts, TTY: s.TTY,
 		State: state, SetGroups: mapping.setGroups(), UnmappedUserAsRoot: s.UnmappedUserAsRoot,
 	}
-	p, err := start(ctx, &s, stdio, mapping)
+	p, err := start(ctx, &s, stdio, mapping, s.Init)
+	if err != nil && s.Init != "" {
+		p, err = start(ctx, &s, stdio, mapping, "")
+	}
 	if err != nil {
 		return -1, err
 	}
@@ -160,7 +163,7 @@ type proc struct {
 	done    chan struct{}
 }
 
-func start(ctx context.Context, s *Spec, stdio Stdio, mapping idMapping) (*proc, error) {
+func start(ctx context.Context, s *Spec, stdio Stdio, mapping idMapping, initExe string) (*proc, error) {
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -171,9 +174,12 @@ func start(ctx context.Context, s *Spec, stdio Stdio, mapping idMapping) (*proc,
 		cfgW.Close()
 		return nil, err
 	}
-	// The init is this binary itself; /proc/self/exe cannot be swapped
-	// under us the way a path could.
-	cmd := exec.CommandContext(ctx, "/proc/self/exe")
+	// By default the init is this binary itself; /proc/self/exe cannot be
+	// swapped under us the way a path could.
+	if initExe == "" {
+		initExe = "/proc/self/exe"
+	}
+	cmd := exec.CommandContext(ctx, initExe)
 	cmd.Args = []string{initArg0}
 	cmd.Env = []string{}
 	cmd.ExtraFiles = []*os.File{cfgR, statusW}

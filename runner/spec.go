@@ -73,6 +73,13 @@ type Spec struct {
 	// StateDir holds the run's scratch directory; os.TempDir() when empty.
 	// Nothing is left in it after Run returns.
 	StateDir string
+	// Init is the executable started as the container's init: a program
+	// whose main calls Init when IsInit (internal/cmd/runner-init is one).
+	// Empty means the running binary itself. A small init starts several
+	// times faster than a large program that links much more; when it
+	// cannot be executed (a noexec mount), Run falls back to the running
+	// binary.
+	Init string
 }
 
 // Stdio is the process's standard streams; nil ones read from or write to

@@ -37,7 +37,8 @@ func TestMain(m *testing.M) {
 		log.Fatal(err)
 	}
 	binary = filepath.Join(dir, "imgtool")
-	build := exec.Command("go", "build", "-o", binary, ".")
+	// As `make build` builds it: with the small container init embedded.
+	build := exec.Command("sh", "../../scripts/build.sh", binary)
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		log.Fatalf("build imgtool: %v", err)

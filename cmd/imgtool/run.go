@@ -175,6 +175,7 @@ func (o *globalOptions) runImage(ctx context.Context, s *store.Store, ref string
 		spec.User = cfg.Config.User
 	}
 	spec.Notice = o.noticeOnce()
+	spec.Init = o.initExe()
 
 	layers, err := manifest.Layers(m, cfg)
 	if err != nil {
