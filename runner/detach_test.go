@@ -1,9 +1,12 @@
 package runner_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,5 +46,51 @@ func TestFileStdioNothingOutlivesRun(t *testing.T) {
 			t.Errorf("rootfs %d: output %q; a background process outlived Run", rootfs, b)
 		}
 		out.Close()
+	}
+}
+
+// Runs may share one Mountpoint: each mounts its scratch tmpfs on it in
+// its own mount namespace, and nothing reaches the directory on disk.
+func TestSharedMountpoint(t *testing.T) {
+	dir := newRootfs(t)
+	mnt := t.TempDir()
+	errs := make(chan error, 2)
+	outs := make(chan string, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			var out bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			code, err := runner.Run(ctx, runner.Spec{
+				Dir: dir, Mountpoint: mnt, Env: []string{"PATH=/bin"},
+				Args: sh("echo $$ > /data/file; sleep 0.2; cat /data/file"),
+			}, runner.Stdio{Stdout: &out})
+			if err == nil && code != 0 {
+				err = fmt.Errorf("exit status %d", code)
+			}
+			errs <- err
+			outs <- out.String()
+		}()
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		// Each sees its own write: the scratch (overlay upper) is its own.
+		if out := <-outs; strings.TrimSpace(out) == "" {
+			t.Errorf("empty output")
+		}
+	}
+	if entries, err := os.ReadDir(mnt); err != nil || len(entries) != 0 {
+		t.Errorf("the mount point holds %v (%v); want it empty", entries, err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "data")); len(entries) != 1 {
+		t.Errorf("the image's /data changed: %v", entries)
+	}
+	// A mount point that is not a directory is refused before anything runs.
+	f := filepath.Join(t.TempDir(), "file")
+	must(t, os.WriteFile(f, nil, 0o644))
+	if r := run(t, runner.Spec{Dir: dir, Mountpoint: f, Args: []string{"true"}}); r.err == nil {
+		t.Errorf("a file as the mount point was accepted")
 	}
 }

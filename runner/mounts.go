@@ -163,15 +163,22 @@ func (m *mounts) bind(root, src, ctrPath string, readOnly bool) error {
 }
 
 func (m *mounts) mount(root, ctrPath, fstype string, flags uintptr, data string) error {
+	_, err := m.mountAt(root, ctrPath, fstype, flags, data)
+	return err
+}
+
+// mountAt mounts a new fstype at ctrPath and returns where that is on
+// the host side, resolved inside root.
+func (m *mounts) mountAt(root, ctrPath, fstype string, flags uintptr, data string) (string, error) {
 	p, err := m.target(root, ctrPath, true)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := unix.Mount(fstype, p, fstype, flags, data); err != nil {
-		return fmt.Errorf("mount %s on %s: %w", fstype, ctrPath, err)
+		return "", fmt.Errorf("mount %s on %s: %w", fstype, ctrPath, err)
 	}
 	m.mounted = append(m.mounted, ctrPath)
-	return nil
+	return p, nil
 }
 
 // remountReadOnly makes the bind mount at p read-only, keeping the flags

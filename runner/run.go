@@ -62,16 +62,14 @@ func Run(ctx context.Context, s Spec, stdio Stdio) (int, error) {
 	if err := s.validate(); err != nil {
 		return -1, err
 	}
-	stateParent := s.StateDir
-	if stateParent == "" {
-		stateParent = os.TempDir()
-	}
-	state, err := os.MkdirTemp(stateParent, "imgtool-run-")
+	state, err := s.scratch()
 	if err != nil {
-		return -1, fmt.Errorf("create run state directory: %w", err)
+		return -1, err
 	}
-	// The init mounts a tmpfs over it, so it stays empty on disk.
-	defer os.Remove(state)
+	if s.Mountpoint == "" {
+		// The init mounts a tmpfs over it, so it stays empty on disk.
+		defer os.Remove(state)
+	}
 
 	mapping, notice := chooseMapping(os.Geteuid(), os.Getegid())
 	if notice != "" && s.Notice != nil {
@@ -143,6 +141,29 @@ func Run(ctx context.Context, s Spec, stdio Stdio) (int, error) {
 		}
 	}
 	return p.wait(), nil
+}
+
+// scratch returns the directory the init mounts its scratch tmpfs on.
+func (s *Spec) scratch() (string, error) {
+	if s.Mountpoint != "" {
+		st, err := os.Lstat(s.Mountpoint)
+		if err != nil {
+			return "", fmt.Errorf("scratch mount point: %w", err)
+		}
+		if !st.IsDir() {
+			return "", fmt.Errorf("scratch mount point %s is not a directory", s.Mountpoint)
+		}
+		return s.Mountpoint, nil
+	}
+	parent := s.StateDir
+	if parent == "" {
+		parent = os.TempDir()
+	}
+	state, err := os.MkdirTemp(parent, "imgtool-run-")
+	if err != nil {
+		return "", fmt.Errorf("create run state directory: %w", err)
+	}
+	return state, nil
 }
 
 func readStatus(dec *json.Decoder) (status, error) {

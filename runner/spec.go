@@ -73,6 +73,13 @@ type Spec struct {
 	// StateDir holds the run's scratch directory; os.TempDir() when empty.
 	// Nothing is left in it after Run returns.
 	StateDir string
+	// Mountpoint, when set, is an existing directory the init mounts its
+	// scratch tmpfs on inside its own mount namespace, instead of a
+	// directory made in StateDir for the run. Nothing is ever written to
+	// it on disk, so runs can share one; sparing the per-run directory
+	// spares its removal too, which has to detach the tmpfs from the
+	// namespace of an init still exiting.
+	Mountpoint string
 	// Init is the executable started as the container's init: a program
 	// whose main calls Init when IsInit (internal/cmd/runner-init is one).
 	// Empty means the running binary itself. A small init starts several

@@ -31,32 +31,54 @@ func (m *mounts) mountProc(root string) error {
 var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
 func (m *mounts) mountDev(root string) error {
-	if err := m.mount(root, "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+	dev, err := m.mountAt(root, "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k")
+	if err != nil {
 		return err
 	}
+	// dev is the tmpfs just mounted (where the image's /dev resolves
+	// inside root): nothing of the image is in it, so its entries are
+	// made directly, with no walk to resolve them, and need no removal.
 	for _, d := range devices {
-		if err := m.bind(root, "/dev/"+d, "/dev/"+d, false); err != nil {
-			return err
+		p := filepath.Join(dev, d)
+		// An empty file to bind the device on, in one call.
+		if err := unix.Mknod(p, unix.S_IFREG|0o644, 0); err != nil {
+			return fmt.Errorf("create /dev/%s: %w", d, err)
 		}
+		if err := unix.Mount("/dev/"+d, p, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind /dev/%s: %w", d, err)
+		}
+		m.mounted = append(m.mounted, "/dev/"+d)
 	}
-	dev := filepath.Join(root, "dev")
 	links := [][2]string{
 		{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
 		{"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"},
 	}
 	for _, l := range links {
-		if err := os.Symlink(l[0], filepath.Join(dev, l[1])); err != nil {
+		if err := unix.Symlink(l[0], filepath.Join(dev, l[1])); err != nil {
 			return fmt.Errorf("create /dev/%s: %w", l[1], err)
 		}
 	}
-	if err := m.mount(root, "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"); err != nil {
+	if err := m.mountDevDir(dev, "pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"); err != nil {
 		return err
 	}
-	if err := m.mount(root, "/dev/shm", "tmpfs", noSuidDevExec, "mode=1777,size=65536k"); err != nil {
+	if err := m.mountDevDir(dev, "shm", "tmpfs", noSuidDevExec, "mode=1777,size=65536k"); err != nil {
 		return err
 	}
 	// POSIX message queues of the new ipc namespace; optional.
-	_ = m.mount(root, "/dev/mqueue", "mqueue", noSuidDevExec, "")
+	_ = m.mountDevDir(dev, "mqueue", "mqueue", noSuidDevExec, "")
+	return nil
+}
+
+// mountDevDir mounts fstype on a new directory name in the /dev tmpfs.
+func (m *mounts) mountDevDir(dev, name, fstype string, flags uintptr, data string) error {
+	p := filepath.Join(dev, name)
+	if err := unix.Mkdir(p, 0o755); err != nil {
+		return fmt.Errorf("create /dev/%s: %w", name, err)
+	}
+	if err := unix.Mount(fstype, p, fstype, flags, data); err != nil {
+		return fmt.Errorf("mount %s on /dev/%s: %w", fstype, name, err)
+	}
+	m.mounted = append(m.mounted, "/dev/"+name)
 	return nil
 }
 

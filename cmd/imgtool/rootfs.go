@@ -45,6 +45,12 @@ func (o *globalOptions) runWithRootfs(ctx context.Context, lease *unpack.Lease, 
 	if err := os.MkdirAll(spec.StateDir, 0o700); err != nil {
 		return -1, err
 	}
+	// One mount point for every run: each mounts its tmpfs there in its
+	// own namespace, and nothing is created or removed per run.
+	spec.Mountpoint = filepath.Join(o.root, "mnt")
+	if err := os.Mkdir(spec.Mountpoint, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return -1, err
+	}
 	// IMGTOOL_NO_OVERLAY=1 takes the copy path on kernels whose overlay
 	// in user namespaces misbehaves (and lets the tests take it).
 	if os.Getenv("IMGTOOL_NO_OVERLAY") != "1" {
