@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -35,24 +36,31 @@ import (
 // cannot produce "..", "/" or a leading "_", so nothing escapes its place.
 const layoutRoot = "/imgtool/v1"
 
+// The grammars compile on first use: compiled at package initialisation
+// they cost every imgtool process (imgtool run included) half a
+// millisecond before main.
 var (
 	// nameRE is the distribution-spec's repository name grammar.
-	nameRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
+	nameRE = lazyRE(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
 	// tagRE is the spec's tag grammar.
-	tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+	tagRE = lazyRE(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
 	// uploadRE matches the upload ids newUploadID makes.
-	uploadRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	uploadRE = lazyRE(`^[0-9a-f]{32}$`)
 )
+
+func lazyRE(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
 
 // maxNameLength bounds repository names as distribution does, keeping
 // storage paths well under every backend's key length.
 const maxNameLength = 255
 
 func validName(name string) bool {
-	return len(name) <= maxNameLength && nameRE.MatchString(name)
+	return len(name) <= maxNameLength && nameRE().MatchString(name)
 }
 
-func validTag(tag string) bool { return tagRE.MatchString(tag) }
+func validTag(tag string) bool { return tagRE().MatchString(tag) }
 
 // parseDigest accepts the digests the registry can verify (sha256 and
 // sha512) in their canonical encoding.

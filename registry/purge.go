@@ -49,7 +49,7 @@ func (g *Registry) PurgeUploads(ctx context.Context, cutoff time.Time) (int, err
 // session whose state was never written, from its data's modification
 // time. Zero means unknown, and the session is left alone.
 func (g *Registry) uploadStarted(ctx context.Context, name, id string) (time.Time, error) {
-	if !uploadRE.MatchString(id) {
+	if !uploadRE().MatchString(id) {
 		return time.Time{}, nil
 	}
 	u, err := g.loadState(ctx, name, id)

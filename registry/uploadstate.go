@@ -118,7 +118,7 @@ func (g *Registry) openUpload(ctx context.Context, name, id string) (*upload, st
 // state means rehashing from the start.
 func (g *Registry) loadState(ctx context.Context, name, id string) (*upload, error) {
 	unknown := newError(errBlobUploadUnknown, "upload %s unknown to repository %s", id, name)
-	if !uploadRE.MatchString(id) {
+	if !uploadRE().MatchString(id) {
 		return nil, unknown
 	}
 	raw, err := g.driver.GetContent(ctx, uploadStatePath(name, id))

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
@@ -44,7 +45,8 @@ func Canonical(ref name.Reference) string {
 	return reg + "/" + ref.Context().RepositoryStr() + sep + ref.Identifier()
 }
 
-var hexPrefix = regexp.MustCompile(`^(sha256:)?[0-9a-f]{4,64}$`)
+// hexPrefix compiles on first use, not in every imgtool process's start.
+var hexPrefix = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(sha256:)?[0-9a-f]{4,64}$`) })
 
 // List returns every image in the store, in index order.
 func (s *Store) List(_ context.Context) ([]Image, error) {
@@ -79,7 +81,7 @@ func (s *Store) Resolve(ctx context.Context, ref string) (Image, error) {
 			}
 		}
 	}
-	if !hexPrefix.MatchString(ref) {
+	if !hexPrefix().MatchString(ref) {
 		return Image{}, fmt.Errorf("image %q: %w in the local store (see imgtool images, or pull it first)", ref, ErrNotFound)
 	}
 	prefix := ref
