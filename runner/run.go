@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"syscall"
@@ -62,85 +61,11 @@ func Run(ctx context.Context, s Spec, stdio Stdio) (int, error) {
 	if err := s.validate(); err != nil {
 		return -1, err
 	}
-	state, err := s.scratch()
+	c, err := Start(ctx, s, stdio)
 	if err != nil {
 		return -1, err
 	}
-	if s.Mountpoint == "" {
-		// The init mounts a tmpfs over it, so it stays empty on disk.
-		defer os.Remove(state)
-	}
-
-	mapping, notice := chooseMapping(os.Geteuid(), os.Getegid())
-	if notice != "" && s.Notice != nil {
-		fmt.Fprintln(s.Notice, notice)
-	}
-	hostname := s.Hostname
-	if hostname == "" {
-		hostname = randomHostname()
-	}
-	cfg := config{
-		Dir: s.Dir, Rootfs: s.Rootfs, ReadOnly: s.ReadOnly, Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User,
-		Hostname: hostname, Network: s.Network, Mounts: s.Mounts, Hosts: s.Hosts, TTY: s.TTY,
-		State: state, SetGroups: mapping.setGroups(), UnmappedUserAsRoot: s.UnmappedUserAsRoot,
-	}
-	p, err := start(ctx, &s, stdio, mapping, s.Init)
-	if err != nil && s.Init != "" {
-		p, err = start(ctx, &s, stdio, mapping, "")
-	}
-	if err != nil {
-		return -1, err
-	}
-	defer p.close()
-	if mapping.Helper {
-		// The init exec'd before these maps existed, so it holds no
-		// capabilities yet: it execs itself once more when it sees Reexec.
-		cfg.Reexec = true
-		if err := mapping.write(p.cmd.Process.Pid); err != nil {
-			p.kill()
-			return -1, fmt.Errorf("map ids into the user namespace: %w", err)
-		}
-	}
-	if p.term != nil {
-		cfg.Winsize = p.term.size()
-	}
-	if err := json.NewEncoder(p.cfgW).Encode(cfg); err != nil {
-		p.kill()
-		return -1, fmt.Errorf("send config to the container init: %w", err)
-	}
-	p.cfgW.Close()
-	if p.term != nil {
-		// The init sends the terminal before the command starts, or
-		// closes the socket when setup fails before that.
-		if terr := p.term.receive(); terr != nil {
-			p.term.sock.Close()
-		}
-	}
-	dec := json.NewDecoder(io.LimitReader(p.statusR, 1<<16))
-	st, err := readStatus(dec)
-	if err != nil || st.Kind != "ok" {
-		code := p.wait()
-		switch {
-		case err != nil:
-			return -1, fmt.Errorf("%w: the container init exited with status %d before the command started (%v)", ErrSetup, code, err)
-		case st.Kind == "overlay":
-			return -1, fmt.Errorf("%w: %s", ErrNoOverlay, st.Msg)
-		case st.Kind == "exec":
-			return st.Code, fmt.Errorf("%w: %s", ErrExec, st.Msg)
-		default:
-			return -1, fmt.Errorf("%w: %s", ErrSetup, st.Msg)
-		}
-	}
-	go p.forward(s.Signals)
-	if p.detachable() {
-		// The init reports the status once the container is gone; its
-		// own exit, which unmounts everything, need not be waited for.
-		if st, err := readStatus(dec); err == nil && st.Kind == "exit" {
-			go p.wait()
-			return st.Code, nil
-		}
-	}
-	return p.wait(), nil
+	return c.Run(s)
 }
 
 // scratch returns the directory the init mounts its scratch tmpfs on.

@@ -36,10 +36,11 @@ func (o *globalOptions) leaseRootfs(ctx context.Context, s *store.Store, layers 
 	return l, nil
 }
 
-// runWithRootfs runs spec over the cached filesystem: as the lower layer
-// of an overlay, or, where the kernel refuses overlay in a user
-// namespace, over a private copy that is removed afterwards.
-func (o *globalOptions) runWithRootfs(ctx context.Context, lease *unpack.Lease, spec runner.Spec, stdio runner.Stdio) (int, error) {
+// runWithRootfs runs spec in c over the cached filesystem: as the lower
+// layer of an overlay, or, where the kernel refuses overlay in a user
+// namespace, over a private copy that is removed afterwards (in a new
+// container when c is spent on the overlay attempt).
+func (o *globalOptions) runWithRootfs(ctx context.Context, c *runner.Container, lease *unpack.Lease, spec runner.Spec, stdio runner.Stdio) (int, error) {
 	spec.Dir = lease.Dir
 	spec.StateDir = filepath.Join(o.root, "tmp")
 	if err := os.MkdirAll(spec.StateDir, 0o700); err != nil {
@@ -54,10 +55,11 @@ func (o *globalOptions) runWithRootfs(ctx context.Context, lease *unpack.Lease, 
 	// IMGTOOL_NO_OVERLAY=1 takes the copy path on kernels whose overlay
 	// in user namespaces misbehaves (and lets the tests take it).
 	if os.Getenv("IMGTOOL_NO_OVERLAY") != "1" {
-		code, err := runner.Run(ctx, spec, stdio)
+		code, err := c.Run(spec)
 		if !errors.Is(err, runner.ErrNoOverlay) {
 			return code, err
 		}
+		c = nil
 	}
 	dir, err := os.MkdirTemp(spec.StateDir, "rootfs-")
 	if err != nil {
@@ -69,6 +71,9 @@ func (o *globalOptions) runWithRootfs(ctx context.Context, lease *unpack.Lease, 
 		return -1, fmt.Errorf("copy the image's filesystem: %w", err)
 	}
 	spec.Dir, spec.Rootfs = copyDir, runner.Writable
+	if c != nil {
+		return c.Run(spec)
+	}
 	return runner.Run(ctx, spec, stdio)
 }
 

@@ -140,6 +140,22 @@ func (ro *runOptions) envFor(image []string) ([]string, error) {
 }
 
 func (o *globalOptions) runImage(ctx context.Context, s *store.Store, ref string, args []string, ro *runOptions, spec runner.Spec) error {
+	spec.Notice = o.noticeOnce()
+	spec.Init = o.initExe()
+	stdio := runner.Stdio{Stdout: os.Stdout, Stderr: os.Stderr}
+	if ro.interactive {
+		stdio.Stdin = os.Stdin
+	}
+	// The container's init starts first, so that its start overlaps
+	// finding the image and leasing its filesystem. Signals are forwarded
+	// to the container rather than cancelling it.
+	runCtx := context.WithoutCancel(ctx)
+	c, err := runner.Start(runCtx, spec, stdio)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", ref, err)
+	}
+	defer c.Close()
+
 	im, err := o.resolveOrPullRun(ctx, s, ref)
 	if err != nil {
 		return err
@@ -174,8 +190,6 @@ func (o *globalOptions) runImage(ctx context.Context, s *store.Store, ref string
 	if spec.User == "" {
 		spec.User = cfg.Config.User
 	}
-	spec.Notice = o.noticeOnce()
-	spec.Init = o.initExe()
 
 	layers, err := manifest.Layers(m, cfg)
 	if err != nil {
@@ -191,12 +205,7 @@ func (o *globalOptions) runImage(ctx context.Context, s *store.Store, ref string
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
 	spec.Signals = sigs
-	stdio := runner.Stdio{Stdout: os.Stdout, Stderr: os.Stderr}
-	if ro.interactive {
-		stdio.Stdin = os.Stdin
-	}
-	// Signals are forwarded to the container rather than cancelling it.
-	code, err := o.runWithRootfs(context.WithoutCancel(ctx), lease, spec, stdio)
+	code, err := o.runWithRootfs(runCtx, c, lease, spec, stdio)
 	if errors.Is(err, runner.ErrExec) {
 		fmt.Fprintf(os.Stderr, "imgtool: run: %v\n", err)
 		return exitStatus(code)
