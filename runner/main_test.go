@@ -24,7 +24,7 @@ const busybox = "/bin/busybox"
 
 // newRootfs makes a minimal root filesystem: busybox and its applets,
 // /etc/passwd and /etc/group with root and an unprivileged user.
-func newRootfs(t *testing.T) string {
+func newRootfs(t testing.TB) string {
 	t.Helper()
 	if _, err := os.Stat(busybox); err != nil {
 		t.Fatalf("%s is needed (apt-get install busybox-static): %v", busybox, err)
@@ -64,7 +64,7 @@ func run(t *testing.T, s runner.Spec) result {
 	return result{code, err, out.String(), errb.String()}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
