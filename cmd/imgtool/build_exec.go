@@ -21,19 +21,20 @@ func newExecutor(o *globalOptions) (build.Executor, error) {
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return nil, err
 	}
-	return &runnerExecutor{stateDir: state, notice: o.noticeOnce()}, nil
+	return &runnerExecutor{stateDir: state, notice: o.noticeOnce(), init: o.initExe()}, nil
 }
 
 type runnerExecutor struct {
 	stateDir string
 	notice   io.Writer
+	init     string // the embedded container init, when there is one
 }
 
 func (r *runnerExecutor) Run(ctx context.Context, s build.RunSpec) (int, error) {
 	spec := runner.Spec{
 		Dir: s.Rootfs, Rootfs: runner.Writable,
 		Args: s.Args, Env: s.Env, Cwd: s.Dir, User: s.User,
-		StateDir: r.stateDir, Notice: r.notice,
+		StateDir: r.stateDir, Notice: r.notice, Init: r.init,
 		// As the build's unshare executor did, and buildah without subuids.
 		UnmappedUserAsRoot: true,
 	}
