@@ -5,6 +5,8 @@
 #   crun:   crun run of the same rootfs as a bundle from `runc spec --rootless`
 #   podman: rootless podman run --rm --network none of the same image
 # in alternated rounds (ROUNDS, default 30), printing medians and ratios.
+# BASE=<git revision> adds a column for imgtool built at that revision,
+# for a before/after comparison in the same alternated run.
 #
 # Needs root: it drops to uid 65534 itself, inside a private mount
 # namespace with an empty read-only tmpfs over /sys/fs/cgroup/unified,
@@ -38,6 +40,18 @@ chmod 755 "$W"
 export PATH=/usr/local/go/bin:$PATH
 # Built as `make build` does: static, with the small container init embedded.
 sh scripts/build.sh "$W/imgtool"
+base=()
+if [ -n "${BASE:-}" ]; then
+	mkdir "$W/base-src"
+	git archive "$BASE" | tar -x -C "$W/base-src"
+	if [ -f "$W/base-src/scripts/build.sh" ]; then
+		(cd "$W/base-src" && sh scripts/build.sh "$W/imgtool-base")
+	else
+		(cd "$W/base-src" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$W/imgtool-base" ./cmd/imgtool)
+	fi
+	rm -rf "$W/base-src"
+	base=("base=$W/imgtool-base --root $W/root run bench:1 /bin/true")
+fi
 go build -o "$W/alternate" ./internal/cmd/alternate
 
 mkdir -p "$W/src/bin" "$W/src/etc" "$W/run" "$W/bundle"
@@ -63,11 +77,13 @@ kill "$(cat "$W/run/libpod/tmp/pause.pid")" 2>/dev/null || true
 echo "warm run of /bin/true as uid 65534, $(nproc) cores, $(uname -r)"
 unshare --mount sh -c '
 	mount -t tmpfs -o ro tmpfs /sys/fs/cgroup/unified
-	exec setpriv --reuid 65534 --regid 65534 --clear-groups env HOME="$1" XDG_RUNTIME_DIR="$1/run" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-		"$1/alternate" -n "$2" -vs imgtool \
-		floor="unshare --user --map-root-user --mount --pid --fork --mount-proc chroot $1/bundle/rootfs /bin/true" \
-		imgtool="$1/imgtool --root $1/root run bench:1 /bin/true" \
-		crun="crun --root $1/crun run --bundle $1/bundle bench" \
-		podman="podman run --rm --network none bench:1 /bin/true"
-' sh "$W" "$ROUNDS" 2>&1 | grep -v 'level=\(warning\|error\)'
+	W=$1 n=$2
+	shift 2
+	exec setpriv --reuid 65534 --regid 65534 --clear-groups env HOME="$W" XDG_RUNTIME_DIR="$W/run" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+		"$W/alternate" -n "$n" -vs imgtool \
+		floor="unshare --user --map-root-user --mount --pid --fork --mount-proc chroot $W/bundle/rootfs /bin/true" \
+		imgtool="$W/imgtool --root $W/root run bench:1 /bin/true" \
+		crun="crun --root $W/crun run --bundle $W/bundle bench" \
+		podman="podman run --rm --network none bench:1 /bin/true" "$@"
+' sh "$W" "$ROUNDS" "${base[@]}" 2>&1 | grep -v 'level=\(warning\|error\)'
 echo "targets: imgtool at most 3x floor (floor ratio >= 0.33), at most 0.75x crun (crun ratio >= 1.33), podman ratio >= 10"
