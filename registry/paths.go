@@ -12,6 +12,7 @@ import (
 // (after distribution's registry/storage/paths.go, but imgtool's own):
 //
 //	/imgtool/v1
+//	├── _gc/<run>                                garbage collection's sweep markers (gcguard.go)
 //	├── blobs                                    content, deduplicated across repositories
 //	│   └── <algorithm>/<first two hex>/<hex>
 //	│       └── data                             the bytes; written only once verified
