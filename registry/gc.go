@@ -111,7 +111,7 @@ type GCReport struct {
 	Bytes        int64         `json:"bytes"`
 	Links        int           `json:"links"`
 	Uploads      int           `json:"uploads"`
-	Duration     time.Duration `json:"duration"`
+	Duration     time.Duration `json:"-"`
 }
 
 // GC collects the garbage of the registry stored in driver; it is safe

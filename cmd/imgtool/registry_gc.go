@@ -58,7 +58,10 @@ deleted too.`,
 			if format == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
+				return enc.Encode(struct {
+					registry.GCReport
+					Seconds float64 `json:"seconds"`
+				}{rep, rep.Duration.Seconds()})
 			}
 			printGCReport(cmd.OutOrStdout(), rep)
 			return nil
