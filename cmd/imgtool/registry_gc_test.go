@@ -2,14 +2,17 @@ package main_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -121,4 +124,102 @@ func TestRegistryGCBadInput(t *testing.T) {
 	if out := c.ok("registry", "gc", "--dry-run"); !strings.HasPrefix(out, "would delete 0 manifests, 0 blobs") {
 		t.Fatalf("gc of an empty registry printed %q", out)
 	}
+}
+
+// TestRegistryGCWhileServing is the GC-under-push test across processes,
+// as operators run it: clients push images (a shared layer and their own)
+// and orphan blobs through `imgtool registry serve` while `imgtool
+// registry gc --grace 0s --delete-untagged` runs in a loop against the
+// same directory; every push that succeeded then pulls whole.
+func TestRegistryGCWhileServing(t *testing.T) {
+	c := newCLI(t)
+	srv := startRegistry(t, c.root, "--access-log=false")
+	shared, err := random.Layer(4096, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pushers, perPusher, attempts = 3, 4, 10
+	var (
+		mu      sync.Mutex
+		pushed  = map[string]v1.Image{}
+		retries int
+		wg      sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	gcDone := make(chan struct{})
+	runs, freed := 0, 0
+	go func() {
+		defer close(gcDone)
+		for range 1000 { // bounded; stops when the pushers are done
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			r := c.run(nil, "registry", "gc", "--grace", "0s", "--delete-untagged", "--format", "json")
+			var rep struct{ Blobs int }
+			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rep) != nil {
+				t.Errorf("registry gc while serving: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+				return
+			}
+			runs++
+			freed += rep.Blobs
+		}
+	}()
+	for p := range pushers {
+		wg.Go(func() {
+			for i := range perPusher {
+				ref, _ := name.ParseReference(fmt.Sprintf("%s/serve/app%d:p%d-%d", srv.addr, p%2, p, i))
+				img, _ := random.Image(2048, 1)
+				img, _ = mutate.AppendLayers(img, shared)
+				orphan, _ := random.Layer(1024, types.OCILayer)
+				for a := 1; ; a++ {
+					err := remote.WriteLayer(ref.Context(), orphan)
+					if err == nil {
+						err = remote.Write(ref, img)
+					}
+					if err == nil {
+						mu.Lock()
+						pushed[ref.String()] = img
+						mu.Unlock()
+						break
+					}
+					if a == attempts {
+						t.Errorf("push %s failed %d times; last: %v", ref, a, err)
+						break
+					}
+					mu.Lock()
+					retries++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-gcDone
+	c.ok("registry", "gc", "--grace", "0s", "--delete-untagged")
+	t.Logf("%d pushes succeeded (%d retried attempts) while %d gc processes deleted %d blobs", len(pushed), retries, runs, freed)
+	if runs < 2 || freed == 0 {
+		t.Errorf("gc did not overlap the pushes (%d runs, %d blobs deleted)", runs, freed)
+	}
+	for r, img := range pushed {
+		ref, _ := name.ParseReference(r)
+		if err := pullVerified(ref, img); err != nil {
+			t.Errorf("pull %s after gc: %v", r, err)
+		}
+	}
+}
+
+// pullVerified pulls ref, checks it is img and verifies every blob.
+func pullVerified(ref name.Reference, img v1.Image) error {
+	got, err := remote.Image(ref)
+	if err != nil {
+		return err
+	}
+	want, _ := img.Digest()
+	if d, err := got.Digest(); err != nil || d != want {
+		return fmt.Errorf("tag names %v (%v), pushed %s", d, err, want)
+	}
+	return validate.Image(got)
 }
