@@ -138,7 +138,7 @@ func (g *Registry) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 			return rep, err
 		}
 	}
-	s, err := g.scan(ctx)
+	s, err := g.scan(ctx, nil)
 	if err != nil {
 		return rep, err
 	}
@@ -147,7 +147,7 @@ func (g *Registry) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 	if opts.DryRun {
 		rep.count(s, p)
 	} else if !p.empty() {
-		if err := g.collect(ctx, p, opts.DeleteUntagged, cutoff, &rep); err != nil {
+		if err := g.collect(ctx, s, p, opts.DeleteUntagged, cutoff, &rep); err != nil {
 			return rep, err
 		}
 	}
@@ -178,8 +178,8 @@ func (r *GCReport) count(s *snapshot, p *gcPlan) {
 	}
 }
 
-// collect is steps 2 to 4 of gc.go for plan p1.
-func (g *Registry) collect(ctx context.Context, p1 *gcPlan, deleteUntagged bool, cutoff time.Time, rep *GCReport) (err error) {
+// collect is steps 2 to 4 of gc.go for plan p1, made from snapshot s1.
+func (g *Registry) collect(ctx context.Context, s1 *snapshot, p1 *gcPlan, deleteUntagged bool, cutoff time.Time, rep *GCReport) (err error) {
 	run, err := newRunID()
 	if err != nil {
 		return err
@@ -193,7 +193,7 @@ func (g *Registry) collect(ctx context.Context, p1 *gcPlan, deleteUntagged bool,
 			return fmt.Errorf("garbage collection: mark %s: %w", d, err)
 		}
 	}
-	s2, err := g.scan(ctx)
+	s2, err := g.scan(ctx, s1.docs)
 	if err != nil {
 		return err
 	}
@@ -300,7 +300,7 @@ func (g *Registry) clearStaleRuns(ctx context.Context) error {
 	for _, run := range runs {
 		var newest time.Time
 		if err := g.walk(ctx, run, func(fi storagedriver.FileInfo) error {
-			if fi.ModTime().After(newest) {
+			if !fi.IsDir() && fi.ModTime().After(newest) {
 				newest = fi.ModTime()
 			}
 			return nil

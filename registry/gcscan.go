@@ -49,20 +49,27 @@ func newRepoState() *repoState {
 	}
 }
 
-// scan takes a snapshot of the whole layout.
-func (g *Registry) scan(ctx context.Context) (*snapshot, error) {
+// scan takes a snapshot of the whole layout. Manifests already parsed in
+// known (content addressed, so unchanged) are not read again.
+func (g *Registry) scan(ctx context.Context, known map[digest.Digest]*manifestDoc) (*snapshot, error) {
 	s := &snapshot{
 		repos: map[string]*repoState{},
 		blobs: map[digest.Digest]fileState{},
 		docs:  map[digest.Digest]*manifestDoc{},
 	}
 	if err := g.walk(ctx, repositoriesPath(), func(fi storagedriver.FileInfo) error {
+		if path.Base(fi.Path()) == "_uploads" {
+			return storagedriver.ErrSkipDir // sessions hold no references
+		}
+		if fi.IsDir() {
+			return nil
+		}
 		return g.scanRepoFile(ctx, s, fi)
 	}); err != nil {
 		return nil, fmt.Errorf("scan repositories: %w", err)
 	}
 	if err := g.walk(ctx, path.Join(layoutRoot, "blobs"), func(fi storagedriver.FileInfo) error {
-		if d, ok := blobFromPath(fi.Path()); ok {
+		if d, ok := blobFromPath(fi.Path()); ok && !fi.IsDir() {
 			s.blobs[d] = fileState{size: fi.Size(), mod: fi.ModTime()}
 		}
 		return nil
@@ -72,6 +79,10 @@ func (g *Registry) scan(ctx context.Context) (*snapshot, error) {
 	for _, r := range s.repos {
 		for d := range r.revisions {
 			if _, done := s.docs[d]; done {
+				continue
+			}
+			if doc := known[d]; doc != nil {
+				s.docs[d] = doc
 				continue
 			}
 			doc, err := g.readDoc(ctx, d, s.blobs[d])
@@ -84,14 +95,10 @@ func (g *Registry) scan(ctx context.Context) (*snapshot, error) {
 	return s, nil
 }
 
-// walk visits the files under root; a root that does not exist is empty.
-func (g *Registry) walk(ctx context.Context, root string, f func(storagedriver.FileInfo) error) error {
-	err := g.driver.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
-		if fi.IsDir() {
-			return nil
-		}
-		return f(fi)
-	})
+// walk visits the files and directories under root with the driver's
+// Walk (a flat listing on S3); a root that does not exist is empty.
+func (g *Registry) walk(ctx context.Context, root string, f storagedriver.WalkFn) error {
+	err := g.driver.Walk(ctx, root, f)
 	if isNotFound(err) {
 		return nil
 	}

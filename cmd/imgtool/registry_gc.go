@@ -11,6 +11,7 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/imgtool/imgtool/registry"
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 )
 
@@ -47,6 +48,9 @@ deleted too.`,
 			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 				return fmt.Errorf("no registry data at %s (set --root or IMGTOOL_ROOT to the root imgtool registry serve uses)", dir)
 			}
+			// distribution's Walk logs every path a running server removed
+			// between its List and Stat; that is expected here, not news.
+			logrus.SetLevel(logrus.WarnLevel)
 			drv := filesystem.New(filesystem.DriverParameters{RootDirectory: dir, MaxThreads: 100})
 			rep, err := registry.GC(cmd.Context(), drv, opts)
 			if err != nil {

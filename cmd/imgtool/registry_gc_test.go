@@ -158,7 +158,7 @@ func TestRegistryGCWhileServing(t *testing.T) {
 			}
 			r := c.run(nil, "registry", "gc", "--grace", "0s", "--delete-untagged", "--format", "json")
 			var rep struct{ Blobs int }
-			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rep) != nil {
+			if r.code != 0 || r.stderr != "" || json.Unmarshal([]byte(r.stdout), &rep) != nil {
 				t.Errorf("registry gc while serving: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 				return
 			}
