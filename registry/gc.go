@@ -22,7 +22,7 @@ package registry
 //  3. Scan again (S2), plan (P2), and delete only what is in both plans:
 //     revisions and referrer entries, then blob content, then the links
 //     to deleted blobs; stop deleting markerHold after step 2.
-//  4. Remove the markers and leave a "done" record for markerStale.
+//  4. Rewrite the "done" record, then remove the markers.
 //
 // How a manifest PUT runs: wait out markers on its digests; check that
 // its blobs and child manifests are in the repository (as without GC);
@@ -52,9 +52,10 @@ package registry
 //     listed M's repository, so after W. Let P be when that PUT began
 //     checking references. If x went before P, the check refused M. If
 //     x went after P, the PUT's check after C (at X) lists the runs: G's
-//     run exists from before W until markerStale after its "done"
-//     record, written after its last deletion, and X comes less than
-//     markerStale/2 after P (else the PUT checks anyway), so it sees G,
+//     run exists from before W until G rewrites the "done" record after
+//     its last deletion, the record counts for markerStale, and X comes
+//     less than markerStale/2 after P (else the PUT checks anyway), so
+//     it sees G running or just done,
 //     waits until G's markers are gone (G deletes nothing after that:
 //     markers go after the last deletion, and a marker past markerStale
 //     belongs to a collection past markerHold), finds x missing, and
@@ -266,28 +267,19 @@ func (g *Registry) sweep(ctx context.Context, s *snapshot, p *gcPlan, deadline t
 	return nil
 }
 
-// finishRun records that run is done, then removes its markers, letting
-// waiting writers go on.
+// finishRun records that a collection finished (after its last
+// deletion), then removes run's markers, letting waiting writers go on.
 func (g *Registry) finishRun(ctx context.Context, run string) error {
-	if err := g.driver.PutContent(ctx, gcDonePath(run), []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+	if err := g.driver.PutContent(ctx, gcDonePath(), []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
 		return fmt.Errorf("garbage collection: finish run: %w", err)
 	}
-	entries, err := g.driver.List(ctx, gcRunPath(run))
-	if err != nil {
-		return fmt.Errorf("garbage collection: finish run: %w", err)
-	}
-	for _, e := range entries {
-		if e == gcDonePath(run) {
-			continue
-		}
-		if err := g.driver.Delete(ctx, e); err != nil && !isNotFound(err) {
-			return fmt.Errorf("garbage collection: remove markers: %w", err)
-		}
+	if err := g.driver.Delete(ctx, gcRunPath(run)); err != nil && !isNotFound(err) {
+		return fmt.Errorf("garbage collection: remove markers: %w", err)
 	}
 	return nil
 }
 
-// clearStaleRuns removes the records of collections that finished, or
+// clearStaleRuns removes the markers of collections that crashed, or
 // stopped deleting, more than markerStale ago.
 func (g *Registry) clearStaleRuns(ctx context.Context) error {
 	runs, err := g.driver.List(ctx, gcPath())
@@ -298,6 +290,9 @@ func (g *Registry) clearStaleRuns(ctx context.Context) error {
 		return fmt.Errorf("garbage collection: list runs: %w", err)
 	}
 	for _, run := range runs {
+		if run == gcDonePath() {
+			continue
+		}
 		var newest time.Time
 		if err := g.walk(ctx, run, func(fi storagedriver.FileInfo) error {
 			if !fi.IsDir() && fi.ModTime().After(newest) {

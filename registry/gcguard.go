@@ -18,7 +18,8 @@ import (
 //
 //	/imgtool/v1/_gc/<run>/<algorithm>/<hex>
 //
-// before its second scan, and removes the run's markers when it is done.
+// before its second scan; when it is done it rewrites /imgtool/v1/_gc/done
+// and removes its run.
 // A writer that makes something reference a digest checks for markers
 // after its write; when it finds one it waits for the collection to
 // finish and then repairs or refuses what it wrote.
@@ -45,15 +46,16 @@ func markerPath(run string, d digest.Digest) string {
 	return path.Join(gcRunPath(run), string(d.Algorithm()), d.Encoded())
 }
 
-func gcDonePath(run string) string { return path.Join(gcRunPath(run), "done") }
+// gcDonePath is rewritten by every collection after its last deletion.
+func gcDonePath() string { return path.Join(gcPath(), "done") }
 
 // settle waits until no collection holds a marker on any of ds, and says
 // whether a collection is running or finished less than markerStale ago:
 // then a deletion may have happened after the caller's last write, and
-// the caller checks what it wrote. Without any run it costs one List.
-// It waits at most until markerStale after a marker was written.
+// the caller checks what it wrote. Without any run it costs one List and
+// one Stat. It waits at most until markerStale after a marker was written.
 func (g *Registry) settle(ctx context.Context, ds []digest.Digest) (bool, error) {
-	runs, err := g.driver.List(ctx, gcPath())
+	entries, err := g.driver.List(ctx, gcPath())
 	if isNotFound(err) {
 		return false, nil
 	}
@@ -61,14 +63,15 @@ func (g *Registry) settle(ctx context.Context, ds []digest.Digest) (bool, error)
 		return false, fmt.Errorf("check for garbage collection: %w", err)
 	}
 	active := false
-	for _, run := range runs {
-		run = path.Base(run)
-		if fi, err := g.driver.Stat(ctx, gcDonePath(run)); err == nil && time.Since(fi.ModTime()) > markerStale {
+	for _, e := range entries {
+		if e == gcDonePath() {
+			fi, err := g.driver.Stat(ctx, e)
+			active = active || err != nil || time.Since(fi.ModTime()) < markerStale
 			continue
 		}
 		active = true
 		for _, d := range ds {
-			if err := g.awaitMarker(ctx, markerPath(run, d)); err != nil {
+			if err := g.awaitMarker(ctx, markerPath(path.Base(e), d)); err != nil {
 				return true, err
 			}
 		}
