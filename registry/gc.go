@@ -50,17 +50,18 @@ package registry
 //     cutoff, so S2 kept M and marked what it names: contradiction.
 //   - Otherwise M was written by a PUT whose commit C came after S2
 //     listed M's repository, so after W. Let P be when that PUT began
-//     checking references. If x went before P, the check refused M. If
-//     x went after P, the PUT's check after C (at X) lists the runs: G's
-//     run exists from before W until G rewrites the "done" record after
-//     its last deletion, the record counts for markerStale, and X comes
-//     less than markerStale/2 after P (else the PUT checks anyway), so
-//     it sees G running or just done,
-//     waits until G's markers are gone (G deletes nothing after that:
-//     markers go after the last deletion, and a marker past markerStale
-//     belongs to a collection past markerHold), finds x missing, and
-//     takes M back or restores x; a restoration is a new commit, to
-//     which the same reasoning applies, at most five times.
+//     checking references. If x went before P, the check refused M (or,
+//     x being M's own content or revision, the commit wrote it again).
+//     If x went after P: the PUT's check after C (at X) lists the runs;
+//     G's run exists from before W until G rewrites the "done" record
+//     after its last deletion, that record counts for markerStale, and
+//     X comes less than markerStale/2 after P (else the PUT checks
+//     anyway), so the PUT sees G running or just done. It waits until
+//     G's markers are gone (G deletes nothing after that: markers go
+//     after the last deletion, and a marker past markerStale belongs to
+//     a collection past markerHold), finds x missing, and takes M back
+//     or restores x; a restoration is a new commit, to which the same
+//     reasoning applies, at most five times.
 //
 // Pushes in flight (blob uploaded, manifest not yet PUT) do not fail
 // because of a collection whose grace period is longer than the push
@@ -75,6 +76,8 @@ package registry
 //
 // A collection that crashes leaves its markers: writers touching those
 // digests wait until markerStale, and the next collection removes them.
+// A collection whose marking and second scan outlast markerHold (a very
+// large registry on slow storage) deletes nothing more and says so.
 
 import (
 	"context"
