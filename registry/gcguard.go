@@ -104,15 +104,15 @@ func (g *Registry) awaitMarker(ctx context.Context, p string) error {
 
 // refresh rewrites the link at p with content when it is older than
 // linkRefresh, so that a HEAD a client bases "already there" on counts as
-// recent use. Failing to refresh only weakens that, so it is logged, not
-// returned.
+// recent use. Failing to refresh (read-only storage, say) only weakens
+// that, so it is logged at debug level, not returned.
 func (g *Registry) refresh(ctx context.Context, p string, content []byte) {
 	fi, err := g.driver.Stat(ctx, p)
 	if err != nil || time.Since(fi.ModTime()) < linkRefresh {
 		return
 	}
 	if err := g.driver.PutContent(ctx, p, content); err != nil {
-		slog.WarnContext(ctx, "refresh link", "path", p, "err", err)
+		slog.DebugContext(ctx, "refresh link", "path", p, "err", err)
 	}
 }
 
