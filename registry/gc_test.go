@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"strings"
@@ -231,5 +232,81 @@ func TestGCDryRunChangesNothing(t *testing.T) {
 func TestGCRejectsNegativeDurations(t *testing.T) {
 	if _, err := GC(context.Background(), inmemory.New(), GCOptions{Grace: -time.Second}); err == nil {
 		t.Fatal("negative grace accepted")
+	}
+}
+
+func TestKeepRules(t *testing.T) {
+	cutoff := time.Now()
+	old, fresh := cutoff.Add(-time.Hour), cutoff.Add(time.Second)
+	d := func(s string) digest.Digest { return digest.FromString(s) }
+	desc := func(s string) ocispec.Descriptor { return ocispec.Descriptor{Digest: d(s)} }
+	image := &manifestDoc{Config: &ocispec.Descriptor{Digest: d("cfg")}}
+	index := func(children ...string) *manifestDoc {
+		m := &manifestDoc{}
+		for _, c := range children {
+			m.Manifests = append(m.Manifests, desc(c))
+		}
+		return m
+	}
+	referrer := func(subject string) *manifestDoc {
+		s := desc(subject)
+		return &manifestDoc{Config: &ocispec.Descriptor{Digest: d("cfg")}, Subject: &s}
+	}
+	tests := []struct {
+		name string
+		docs map[string]*manifestDoc // revision -> content (nil: unreadable)
+		mod  map[string]time.Time    // default old
+		tags []string
+		// referrersIndex lists "subject>referrer" entries of the index only.
+		referrersIndex []string
+		keep           []string
+	}{
+		{"tagged", map[string]*manifestDoc{"a": image, "b": image}, nil, []string{"a"}, nil, []string{"a"}},
+		{"fresh untagged", map[string]*manifestDoc{"a": image, "b": image}, map[string]time.Time{"b": fresh}, nil, nil, []string{"b"}},
+		{"children of a tagged index", map[string]*manifestDoc{"i": index("x", "y"), "x": image, "y": image, "z": image},
+			nil, []string{"i"}, nil, []string{"i", "x", "y"}},
+		{"nested index", map[string]*manifestDoc{"i": index("j"), "j": index("x"), "x": image}, nil, []string{"i"}, nil, []string{"i", "j", "x"}},
+		{"children of an untagged index go with it", map[string]*manifestDoc{"i": index("x"), "x": image}, nil, nil, nil, nil},
+		{"referrer chain of a tagged subject", map[string]*manifestDoc{"s": image, "sig": referrer("s"), "att": referrer("sig")},
+			nil, []string{"s"}, nil, []string{"s", "sig", "att"}},
+		{"referrer of an untagged subject", map[string]*manifestDoc{"s": image, "sig": referrer("s")}, nil, nil, nil, nil},
+		{"referrer of a subject never pushed", map[string]*manifestDoc{"sig": referrer("absent")}, nil, nil, nil, nil},
+		{"referrer known only from the index", map[string]*manifestDoc{"s": image, "sig": image},
+			nil, []string{"s"}, []string{"s>sig"}, []string{"s", "sig"}},
+		{"unreadable content is kept", map[string]*manifestDoc{"a": nil}, nil, nil, nil, []string{"a"}},
+		{"tag of a missing revision", map[string]*manifestDoc{"a": image}, nil, []string{"gone"}, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRepoState()
+			docs := map[digest.Digest]*manifestDoc{}
+			for name, doc := range tt.docs {
+				r.revisions[d(name)] = old
+				if m, ok := tt.mod[name]; ok {
+					r.revisions[d(name)] = m
+				}
+				docs[d(name)] = doc
+			}
+			for i, tag := range tt.tags {
+				r.tags[fmt.Sprint("t", i)] = d(tag)
+			}
+			for _, e := range tt.referrersIndex {
+				s, ref, _ := strings.Cut(e, ">")
+				r.referrers[d(s)] = append(r.referrers[d(s)], d(ref))
+			}
+			kept := r.keep(docs, true, cutoff)
+			want := map[digest.Digest]bool{}
+			for _, k := range tt.keep {
+				want[d(k)] = true
+			}
+			for name := range tt.docs {
+				if kept[d(name)] != want[d(name)] {
+					t.Errorf("%s: kept %v, want %v", name, kept[d(name)], want[d(name)])
+				}
+			}
+			if all := r.keep(docs, false, cutoff); len(all) != len(tt.docs) {
+				t.Errorf("without delete-untagged kept %d of %d", len(all), len(tt.docs))
+			}
+		})
 	}
 }
