@@ -47,7 +47,12 @@ func (g *Registry) getBlob(w http.ResponseWriter, r *http.Request, rt route) err
 	if err != nil {
 		return newError(errDigestInvalid, "blob reference %q: %v", rt.ref, err)
 	}
-	size, err := g.blobSize(r.Context(), rt.name, d)
+	var size int64
+	if r.Method == http.MethodHead {
+		size, err = g.headBlob(r.Context(), rt.name, d)
+	} else {
+		size, err = g.blobSize(r.Context(), rt.name, d)
+	}
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,8 @@
 // as its own HTTP handlers, over its own repository layout (paths.go)
 // written through a distribution/v3 storage driver. Upload state lives in
 // storage, never in process memory, so any replica over the same storage
-// can continue an upload.
+// can continue an upload. Garbage collection runs while servers take
+// pushes; gc.go argues why that is safe.
 package registry
 
 import "github.com/opencontainers/image-spec/specs-go"

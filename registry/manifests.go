@@ -10,6 +10,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/imgtool/imgtool/manifest"
 	"github.com/opencontainers/go-digest"
@@ -74,6 +75,11 @@ func (g *Registry) getManifest(w http.ResponseWriter, r *http.Request, rt route)
 	h.Set("Etag", `"`+d.String()+`"`)
 	h.Set("Content-Length", strconv.FormatInt(desc.Size, 10))
 	if r.Method == http.MethodHead {
+		// A pusher that finds the manifest skips pushing it: that counts
+		// as recent use for garbage collection's grace period.
+		if link, err := json.Marshal(desc); err == nil {
+			g.refresh(ctx, revisionLinkPath(rt.name, d), link)
+		}
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
@@ -104,11 +110,20 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt route)
 	if err != nil {
 		return err
 	}
+	// Let a garbage collection deciding about what this manifest
+	// references finish first (gc.go), then check and store it.
+	if _, err := g.settle(ctx, append([]digest.Digest{d}, m.references()...)); err != nil {
+		return err
+	}
+	written := time.Now()
 	if err := g.checkReferences(ctx, rt.name, m); err != nil {
 		return err
 	}
 	desc := ocispec.Descriptor{MediaType: m.MediaType, Digest: d, Size: int64(len(body))}
 	if err := g.storeManifest(ctx, rt.name, desc, body, m, tags); err != nil {
+		return err
+	}
+	if err := g.guardManifest(ctx, rt.name, desc, body, m, tags, written); err != nil {
 		return err
 	}
 	h := w.Header()

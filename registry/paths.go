@@ -13,6 +13,9 @@ import (
 // (after distribution's registry/storage/paths.go, but imgtool's own):
 //
 //	/imgtool/v1
+//	├── _gc                                      garbage collection (gcguard.go)
+//	│   ├── <run>/<algorithm>/<hex>              sweep markers of a running collection
+//	│   └── done                                 rewritten as each collection ends
 //	├── blobs                                    content, deduplicated across repositories
 //	│   └── <algorithm>/<first two hex>/<hex>
 //	│       └── data                             the bytes; written only once verified

@@ -14,6 +14,12 @@ import (
 // is idempotent, so every replica may run it. It returns how many it
 // deleted.
 func (g *Registry) PurgeUploads(ctx context.Context, cutoff time.Time) (int, error) {
+	return g.purgeUploads(ctx, cutoff, false)
+}
+
+// purgeUploads finds the sessions started before cutoff and, unless
+// dryRun, deletes them; it returns how many it found.
+func (g *Registry) purgeUploads(ctx context.Context, cutoff time.Time, dryRun bool) (int, error) {
 	var repos []string
 	if err := g.collectRepos(ctx, repositoriesPath(), "", 0, &repos); err != nil {
 		return 0, err
@@ -34,6 +40,10 @@ func (g *Registry) PurgeUploads(ctx context.Context, cutoff time.Time) (int, err
 				return n, err
 			}
 			if started.IsZero() || started.After(cutoff) {
+				continue
+			}
+			if dryRun {
+				n++
 				continue
 			}
 			if err := g.deleteUpload(ctx, name, id); err != nil {

@@ -20,11 +20,11 @@ import (
 
 // client sends requests to a Registry in process.
 type client struct {
-	t *testing.T
+	t testing.TB
 	h http.Handler
 }
 
-func newClient(t *testing.T, drv storagedriver.StorageDriver, opts Options) *client {
+func newClient(t testing.TB, drv storagedriver.StorageDriver, opts Options) *client {
 	return &client{t: t, h: New(drv, opts)}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
@@ -81,6 +82,7 @@ func (g *Registry) mount(ctx context.Context, name, m, from string) (digest.Dige
 	if err != nil {
 		return "", newError(errDigestInvalid, "mount %q: %v", m, err)
 	}
+	written := time.Now()
 	if from != "" {
 		if !validName(from) {
 			return "", newError(errNameInvalid, "invalid repository name %q in from", from)
@@ -97,6 +99,11 @@ func (g *Registry) mount(ctx context.Context, name, m, from string) (digest.Dige
 		return "", err
 	}
 	if err := g.linkBlob(ctx, name, d); err != nil {
+		return "", err
+	}
+	if err := g.guardLink(ctx, name, d, written, nil); errors.As(err, &ae) {
+		return "", nil // collected meanwhile: the client uploads it instead
+	} else if err != nil {
 		return "", err
 	}
 	return d, nil
@@ -166,16 +173,23 @@ func (g *Registry) finish(w http.ResponseWriter, r *http.Request, u *upload, fw 
 		}
 		return newError(errDigestInvalid, "content has digest %s, not %s", got, want)
 	}
+	written := time.Now()
+	store := func() error { return g.driver.Move(ctx, uploadDataPath(u.name, u.id), blobDataPath(want)) }
+	restore := store // the upload's copy is there until it is moved
 	if _, err := g.globalBlobSize(ctx, want); err != nil {
 		var ae *apiError
 		if !errors.As(err, &ae) {
 			return err
 		}
-		if err := g.driver.Move(ctx, uploadDataPath(u.name, u.id), blobDataPath(want)); err != nil {
+		if err := store(); err != nil {
 			return fmt.Errorf("store blob %s: %w", want, err)
 		}
+		restore = nil
 	}
 	if err := g.linkBlob(ctx, u.name, want); err != nil {
+		return err
+	}
+	if err := g.guardLink(ctx, u.name, want, written, restore); err != nil {
 		return err
 	}
 	if err := g.deleteUpload(ctx, u.name, u.id); err != nil {
