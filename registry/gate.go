@@ -102,6 +102,9 @@ func (g *Registry) gate(w http.ResponseWriter, r *http.Request, kind string) boo
 		},
 		verify: func() bool { return g.verify(r, client, user, password) },
 	})
+	if v != allow {
+		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	}
 	switch v {
 	case refuse:
 		w.Header().Set("Allow", "GET, HEAD")

@@ -64,12 +64,12 @@ func lineUser(line string) string {
 // editHtpasswd rewrites the file through edit, refusing to touch a file
 // that does not parse (its owner should fix it, not have it "repaired").
 func editHtpasswd(path string, create bool, edit func([]string) ([]string, error)) error {
-	if dir := filepath.Dir(path); create {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+	if create {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return fmt.Errorf("create directory of %s: %w", path, err)
 		}
 	}
-	unlock, err := lockFile(path)
+	unlock, err := lockDir(filepath.Dir(path))
 	if err != nil {
 		return err
 	}

@@ -45,11 +45,12 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
-// lockFile holds an exclusive flock on path+".lock" until the returned
+// lockDir holds an exclusive flock on directory dir until the returned
 // function is called, so two `imgtool registry user` commands editing one
-// file do not lose each other's change.
-func lockFile(path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+// file there do not lose each other's change. Locking the directory, not a
+// lock file, leaves nothing behind.
+func lockDir(path string) (unlock func(), err error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}

@@ -28,9 +28,9 @@ import (
 //	├── ca-key.pem       its key (0600)
 //	├── server-cert.pem  the serving certificate, signed by ca.crt, with the
 //	│                    host's names and addresses (825 days)
-//	├── server-key.pem   its key (0600)
-//	└── tls.lock         serializes replicas starting together
+//	└── server-key.pem   its key (0600)
 //
+// Replicas starting together serialize on a lock of the directory.
 // Clients trust ca.crt once; the serving certificate is remade under it
 // when it nears expiry or the host gains a name or address, and nobody has
 // to trust anything again. The names avoid the .key and .cert suffixes,
@@ -66,7 +66,7 @@ func EnsureSelfSigned(dir string, hosts []string, now time.Time) (*SelfSigned, e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("self-signed TLS directory: %w", err)
 	}
-	unlock, err := lockFile(filepath.Join(dir, "tls"))
+	unlock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
 	}
