@@ -170,3 +170,238 @@ func trustingTransport(t *testing.T, caPEM []byte) *http.Transport {
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
 	return tr
 }
+
+// TestRegistryAnonymousReadAndReadOnly: with --anonymous-read anybody
+// pulls and only users push; the same data served --read-only refuses
+// pushes even from users, with the spec's UNSUPPORTED error.
+func TestRegistryAnonymousReadAndReadOnly(t *testing.T) {
+	c := newCLI(t)
+	users := filepath.Join(c.root, "users")
+	addUser(t, c, "ci", "s3cret", "--htpasswd", users)
+	srv := startRegistry(t, c.root, "--htpasswd", users, "--anonymous-read")
+	alice := remote.WithAuth(&authn.Basic{Username: "ci", Password: "s3cret"})
+	img := pushRandom(t, srv.addr+"/open/app:1", alice)
+
+	ref, _ := name.ParseReference(srv.addr + "/open/app:1")
+	pulled, err := remote.Image(ref) // anonymous
+	if err != nil {
+		t.Fatalf("anonymous pull: %v", err)
+	}
+	if digestOf(t, pulled) != digestOf(t, img) {
+		t.Error("anonymous pull got another image")
+	}
+	if _, body := get(t, http.MethodGet, "http://"+srv.addr+"/v2/open/app/tags/list", ""); !strings.Contains(body, `"1"`) {
+		t.Errorf("anonymous tag list: %s", body)
+	}
+	other, _ := name.ParseReference(srv.addr + "/open/other:1")
+	if err := remote.Write(other, img); err == nil || !strings.Contains(err.Error(), "UNAUTHORIZED") {
+		t.Errorf("anonymous push: %v, want UNAUTHORIZED", err)
+	}
+	resp, body := get(t, http.MethodDelete, "http://"+srv.addr+"/v2/open/app/manifests/1", "")
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, `"code":"UNAUTHORIZED"`) ||
+		resp.Header.Get("WWW-Authenticate") != `Basic realm="imgtool"` {
+		t.Errorf("anonymous delete: %s %v %s", resp.Status, resp.Header, body)
+	}
+	srv.stop(t)
+
+	ro := startRegistry(t, c.root, "--htpasswd", users, "--anonymous-read", "--read-only")
+	ref, _ = name.ParseReference(ro.addr + "/open/app:1")
+	if _, err := remote.Image(ref); err != nil {
+		t.Fatalf("pull from the read-only registry: %v", err)
+	}
+	pushTo, _ := name.ParseReference(ro.addr + "/open/new:1")
+	if err := remote.Write(pushTo, img, alice); err == nil || !strings.Contains(err.Error(), "UNSUPPORTED") {
+		t.Errorf("push to a read-only registry: %v, want UNSUPPORTED", err)
+	}
+	resp, body = get(t, http.MethodDelete, "http://"+ro.addr+"/v2/open/app/manifests/1", "ci:s3cret")
+	if resp.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(body, `"code":"UNSUPPORTED"`) {
+		t.Errorf("delete on a read-only registry: %s %s", resp.Status, body)
+	}
+	if _, err := remote.Image(ref); err != nil {
+		t.Errorf("the refused delete deleted: %v", err)
+	}
+}
+
+// TestRegistryHtpasswdChangesWhileServing adds and removes users with
+// `imgtool registry user` while the server runs: each change counts from
+// the next request, without a restart.
+func TestRegistryHtpasswdChangesWhileServing(t *testing.T) {
+	c := newCLI(t)
+	addUser(t, c, "alice", "pw-alice")
+	srv := startRegistry(t, c.root, "--htpasswd", filepath.Join(c.root, "registry-htpasswd"))
+	base := "http://" + srv.addr + "/v2/"
+	status := func(creds string) int {
+		resp, _ := get(t, http.MethodGet, base, creds)
+		return resp.StatusCode
+	}
+	if s := status("alice:pw-alice"); s != http.StatusOK {
+		t.Fatalf("alice: %d", s)
+	}
+	if s := status("bob:pw-bob"); s != http.StatusUnauthorized {
+		t.Fatalf("bob before being added: %d", s)
+	}
+	addUser(t, c, "bob", "pw-bob")
+	if s := status("bob:pw-bob"); s != http.StatusOK {
+		t.Errorf("bob after user add: %d\n%s", s, srv.stderr())
+	}
+	addUser(t, c, "alice", "new-alice") // a password change
+	if s := status("alice:pw-alice"); s != http.StatusUnauthorized {
+		t.Errorf("alice's old password after the change: %d", s)
+	}
+	if s := status("alice:new-alice"); s != http.StatusOK {
+		t.Errorf("alice's new password: %d", s)
+	}
+	c.ok("registry", "user", "rm", "alice")
+	if s := status("alice:new-alice"); s != http.StatusUnauthorized {
+		t.Errorf("alice after user rm: %d", s)
+	}
+	if msg := c.fail(1, "registry", "user", "rm", "alice"); !strings.Contains(msg, "no such user") {
+		t.Errorf("removing a missing user: %s", msg)
+	}
+	if msg := c.fail(2, "registry", "user", "add", "carol"); !strings.Contains(msg, "--password-stdin") {
+		t.Errorf("user add without a terminal: %s", msg)
+	}
+	srv.waitLog(t, "htpasswd file reloaded")
+}
+
+// TestRegistryLoginFailuresThrottled: after --login-failures wrong
+// passwords from one address, even the right one gets 429 with
+// Retry-After, and the log names user and address but no password.
+func TestRegistryLoginFailuresThrottled(t *testing.T) {
+	c := newCLI(t)
+	addUser(t, c, "alice", "right-password")
+	srv := startRegistry(t, c.root, "--htpasswd", filepath.Join(c.root, "registry-htpasswd"),
+		"--login-failures", "3", "--login-window", "1h", "--access-log=false")
+	base := "http://" + srv.addr + "/v2/"
+	for i := range 3 {
+		if resp, _ := get(t, http.MethodGet, base, fmt.Sprintf("alice:guess-%d", i)); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %s", i, resp.Status)
+		}
+	}
+	resp, body := get(t, http.MethodGet, base, "alice:right-password")
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, `"code":"TOOMANYREQUESTS"`) {
+		t.Fatalf("after 3 failures: %s %s", resp.Status, body)
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != "1200" {
+		t.Errorf("Retry-After %q, want 1200 (one try back every 20 minutes)", ra)
+	}
+	log := srv.waitLog(t, `msg="login failed" user=alice remote=127.0.0.1`)
+	for i := 0; i < 100 && strings.Count(log, "login failed") < 3; i++ {
+		time.Sleep(50 * time.Millisecond)
+		log = srv.stderr()
+	}
+	if n := strings.Count(log, "login failed"); n != 3 || strings.Contains(log, "guess-") || strings.Contains(log, "right-password") {
+		t.Errorf("want 3 failed logins logged without passwords:\n%s", log)
+	}
+}
+
+// TestRegistryHealthAndMetrics: /healthz checks the storage (and says 503
+// when the data directory is gone), /metrics counts requests, on the API
+// address by default or on --metrics-addr.
+func TestRegistryHealthAndMetrics(t *testing.T) {
+	root := t.TempDir()
+	srv := startRegistry(t, root, "--access-log=false")
+	pushRandom(t, srv.addr+"/m/app:1")
+	resp, body := get(t, http.MethodGet, "http://"+srv.addr+"/healthz", "")
+	if resp.StatusCode != http.StatusOK || body != "ok\n" {
+		t.Fatalf("/healthz: %s %q", resp.Status, body)
+	}
+	resp, body = get(t, http.MethodGet, "http://"+srv.addr+"/metrics", "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %s", resp.Status)
+	}
+	for _, want := range []string{
+		`imgtool_registry_http_requests_total{code="201",method="PUT",route="manifest"} 1`,
+		`imgtool_registry_http_requests_total{code="200",method="GET",route="healthz"} 1`,
+		`imgtool_registry_uploads_completed_total`,
+		`imgtool_registry_http_request_bytes_total{route="upload"}`,
+		`imgtool_registry_gc_runs_total{result="ok"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	// Storage that fails: the data directory replaced by a file.
+	data := filepath.Join(root, "registry")
+	if err := os.Rename(data, data+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(data, []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = get(t, http.MethodGet, "http://"+srv.addr+"/healthz", "")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "storage driver filesystem") {
+		t.Errorf("/healthz over broken storage: %s %q", resp.Status, body)
+	}
+	if resp, _ := get(t, http.MethodGet, "http://"+srv.addr+"/v2/", ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("/v2/ liveness: %s", resp.Status)
+	}
+
+	// On their own address: unauthenticated there, behind the login on the API.
+	c := newCLI(t)
+	addUser(t, c, "alice", "pw")
+	sec := startRegistry(t, c.root, "--htpasswd", filepath.Join(c.root, "registry-htpasswd"), "--metrics-addr", "127.0.0.1:0")
+	m := regexp.MustCompile(`metrics and health on http://([0-9.:]+)/metrics`).FindStringSubmatch(sec.waitLog(t, "metrics and health on"))
+	if m == nil {
+		t.Fatalf("no metrics address printed:\n%s", sec.stderr())
+	}
+	if resp, _ := get(t, http.MethodGet, "http://"+sec.addr+"/metrics", "alice:pw"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/metrics on the API address with --metrics-addr: %s", resp.Status)
+	}
+	get(t, http.MethodGet, "http://"+sec.addr+"/v2/", "")
+	if resp, body := get(t, http.MethodGet, "http://"+m[1]+"/metrics", ""); resp.StatusCode != http.StatusOK ||
+		!strings.Contains(body, `imgtool_registry_http_requests_total{code="401",method="GET",route="base"} 1`) {
+		t.Errorf("/metrics on --metrics-addr: %s\n%s", resp.Status, body)
+	}
+	if resp, body := get(t, http.MethodGet, "http://"+m[1]+"/healthz", ""); resp.StatusCode != http.StatusOK || body != "ok\n" {
+		t.Errorf("/healthz on --metrics-addr: %s %q", resp.Status, body)
+	}
+}
+
+// TestRegistryConfigFileServes starts the server from a --config file and
+// checks its settings are in force; a flag on the command line wins over
+// the file, and an unknown key stops the server before it starts.
+func TestRegistryConfigFileServes(t *testing.T) {
+	c := newCLI(t)
+	users := filepath.Join(c.root, "users")
+	addUser(t, c, "alice", "pw", "--htpasswd", users)
+	cfg := filepath.Join(t.TempDir(), "registry.yaml")
+	write := func(s string) {
+		if err := os.WriteFile(cfg, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("# imgtool registry\naddr: 127.0.0.1:1\nhtpasswd: " + users + "\nanonymous-read: true\nread-only: true\nlogin:\n  failures: 2\n  window: 10m\n")
+	srv := startRegistry(t, c.root, "--config", cfg) // --addr 127.0.0.1:0 on the command line wins
+	if strings.HasSuffix(srv.addr, ":1") {
+		t.Errorf("the config file's addr won over the command line's")
+	}
+	if resp, _ := get(t, http.MethodGet, "http://"+srv.addr+"/v2/", ""); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("/v2/ without credentials: %s", resp.Status)
+	}
+	if resp, _ := get(t, http.MethodGet, "http://"+srv.addr+"/v2/_catalog", ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("anonymous catalog: %s", resp.Status)
+	}
+	if resp, _ := get(t, http.MethodPost, "http://"+srv.addr+"/v2/x/blobs/uploads/", "alice:pw"); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("push to the read-only registry: %s", resp.Status)
+	}
+	get(t, http.MethodGet, "http://"+srv.addr+"/v2/", "alice:bad1")
+	get(t, http.MethodGet, "http://"+srv.addr+"/v2/", "alice:bad2")
+	if resp, _ := get(t, http.MethodGet, "http://"+srv.addr+"/v2/", "alice:pw"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("third login after 2 failures: %s", resp.Status)
+	}
+
+	write("addr: 127.0.0.1:0\nread_only: true\n")
+	if msg := c.fail(2, "registry", "serve", "--config", cfg); !strings.Contains(msg, `line 2: unknown setting "read_only"`) {
+		t.Errorf("unknown key: %s", msg)
+	}
+	write("grace: soon\n")
+	if msg := c.fail(2, "registry", "serve", "--config", cfg); !strings.Contains(msg, `grace: "soon"`) {
+		t.Errorf("bad duration: %s", msg)
+	}
+	c.fail(2, "registry", "serve", "--anonymous-read")
+	c.fail(2, "registry", "serve", "--tls-cert", "/nonexistent.pem")
+	if msg := c.fail(1, "registry", "serve", "--htpasswd", filepath.Join(c.root, "missing")); !strings.Contains(msg, "registry user add") {
+		t.Errorf("missing htpasswd file: %s", msg)
+	}
+}
