@@ -125,7 +125,7 @@ func (g *Registry) gate(w http.ResponseWriter, r *http.Request, kind string) boo
 func (g *Registry) verify(r *http.Request, client, user, password string) bool {
 	ok, err := g.opts.Access.Auth.Authenticate(r.Context(), user, password)
 	if err != nil {
-		g.securityLog().ErrorContext(r.Context(), "login check failed", slog.String("user", user),
+		g.securityLog().ErrorContext(r.Context(), "login check failed", slog.String("user", logName(user)),
 			slog.String("remote", client), slog.Any("err", err))
 		return false
 	}
@@ -134,7 +134,7 @@ func (g *Registry) verify(r *http.Request, client, user, password string) bool {
 	}
 	g.metrics.loginFailures.Inc()
 	g.limiter.fail(client)
-	g.securityLog().WarnContext(r.Context(), "login failed", slog.String("user", user),
+	g.securityLog().WarnContext(r.Context(), "login failed", slog.String("user", logName(user)),
 		slog.String("remote", client), slog.String("method", r.Method), slog.String("path", r.URL.Path))
 	return false
 }
@@ -148,14 +148,28 @@ func (g *Registry) securityLog() *slog.Logger {
 	return slog.Default()
 }
 
-// clientAddr is the request's peer IP; headers such as X-Forwarded-For
-// are not trusted, since any client can send them.
+// clientAddr is the request's peer IP, by which failed logins are
+// counted; headers such as X-Forwarded-For are not trusted, since any
+// client can send them. An IPv6 peer counts as its /64, the block one
+// host usually gets, so that it cannot rotate addresses to escape.
 func clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
-	return host
+	ip := net.ParseIP(host)
+	if ip == nil || ip.To4() != nil || ip.IsLoopback() {
+		return host
+	}
+	return (&net.IPNet{IP: ip.Mask(net.CIDRMask(64, 128)), Mask: net.CIDRMask(64, 128)}).String()
+}
+
+// logName bounds what a client-chosen user name puts in the log.
+func logName(user string) string {
+	if len(user) > 128 {
+		return user[:128] + "…"
+	}
+	return user
 }
 
 // routeKind names what path addresses, for the gate and for metric labels

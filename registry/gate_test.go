@@ -175,3 +175,19 @@ func TestHealthReportsStorageFailure(t *testing.T) {
 		t.Fatalf("healthz over a stuck driver: %d %q", w.Code, w.Body)
 	}
 }
+
+func TestClientAddr(t *testing.T) {
+	for remote, want := range map[string]string{
+		"10.1.2.3:5555":              "10.1.2.3",
+		"[::1]:5555":                 "::1",
+		"[2001:db8:1:2:3:4:5:6]:443": "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::9]:443": "2001:db8:1:2::/64",
+		"[::ffff:10.1.2.3]:80":       "::ffff:10.1.2.3",
+		"not-an-address":             "not-an-address",
+	} {
+		r := &http.Request{RemoteAddr: remote}
+		if got := clientAddr(r); got != want {
+			t.Errorf("clientAddr(%s) = %s, want %s", remote, got, want)
+		}
+	}
+}

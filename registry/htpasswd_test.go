@@ -138,3 +138,39 @@ func TestSetUserKeepsOtherLinesAndMode(t *testing.T) {
 		t.Error("refused edits changed the file")
 	}
 }
+
+// FuzzParseHtpasswd: any file either is refused or yields users whose
+// names and hashes pass the same checks, and writing them back out parses
+// to the same users.
+func FuzzParseHtpasswd(f *testing.F) {
+	f.Add([]byte("alice:$2y$05$abcdefghijklmnopqrstuu5Nq1Yq1Yq1Yq1Yq1Yq1Yq1Yq1Yq1Yq\n# c\n\n"))
+	f.Add([]byte("bob:$apr1$x$y\n"))
+	f.Add([]byte(":\r\n:::\n#\x00"))
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	f.Add([]byte("carol:" + string(hash) + "\r\ndave:" + string(hash)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		users, err := parseHtpasswd(data)
+		if err != nil {
+			return
+		}
+		var out strings.Builder
+		for name, hash := range users {
+			if validUserName(name) != nil {
+				t.Fatalf("accepted user name %q", name)
+			}
+			if _, err := bcrypt.Cost(hash); err != nil {
+				t.Fatalf("accepted hash %q", hash)
+			}
+			out.WriteString(name + ":" + string(hash) + "\n")
+		}
+		again, err := parseHtpasswd([]byte(out.String()))
+		if err != nil || len(again) != len(users) {
+			t.Fatalf("written back: %v, %d users of %d", err, len(again), len(users))
+		}
+		for name, hash := range users {
+			if !bytes.Equal(again[name], hash) {
+				t.Fatalf("user %q changed on the way back", name)
+			}
+		}
+	})
+}

@@ -77,3 +77,25 @@ func TestRegistryConfigFile(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseConfig: no YAML makes the parser panic, and what it accepts has
+// plain, distinct keys.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte("addr: :5000\ntls:\n  cert: a\n  key: b\ntls-host: [x, y]\n"))
+	f.Add([]byte("a: &x 1\nb: *x\n"))
+	f.Add([]byte("? [a]\n: b\n"))
+	f.Add([]byte("a:\n  b:\n    c: []\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		settings, err := parseConfig(data)
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, s := range settings {
+			if s.key == "" || seen[s.key] {
+				t.Fatalf("key %q empty or repeated", s.key)
+			}
+			seen[s.key] = true
+		}
+	})
+}
