@@ -14,12 +14,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // addUser runs `imgtool registry user add` with the password on stdin.
@@ -403,5 +406,81 @@ func TestRegistryConfigFileServes(t *testing.T) {
 	c.fail(2, "registry", "serve", "--tls-cert", "/nonexistent.pem")
 	if msg := c.fail(1, "registry", "serve", "--htpasswd", filepath.Join(c.root, "missing")); !strings.Contains(msg, "registry user add") {
 		t.Errorf("missing htpasswd file: %s", msg)
+	}
+}
+
+// TestRegistryUserAddPrompts types the password at a terminal, as a user
+// would: asked twice, never echoed; two different entries change nothing.
+func TestRegistryUserAddPrompts(t *testing.T) {
+	c := newCLI(t)
+	file := filepath.Join(c.root, "registry-htpasswd")
+	for _, tc := range []struct {
+		name, first, second string
+		ok                  bool
+	}{
+		{"same twice", "typed-secret", "typed-secret", true},
+		{"two different", "typed-secret", "other-secret", false},
+	} {
+		ptmx, tty, err := pty.Open()
+		must(t, err)
+		cmd := exec.Command(binary, "--root", c.root, "registry", "user", "add", "erin")
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+		must(t, cmd.Start())
+		tty.Close()
+		out := make(chan string, 64)
+		go func() {
+			buf := make([]byte, 4096)
+			for {
+				n, err := ptmx.Read(buf) // ends with EIO when imgtool exits
+				if n > 0 {
+					out <- string(buf[:n])
+				}
+				if err != nil {
+					close(out)
+					return
+				}
+			}
+		}()
+		var seen strings.Builder
+		waitFor := func(s string) {
+			t.Helper()
+			deadline := time.After(10 * time.Second)
+			for !strings.Contains(seen.String(), s) {
+				select {
+				case chunk, ok := <-out:
+					if !ok {
+						t.Fatalf("%s: imgtool ended before %q: %q", tc.name, s, seen.String())
+					}
+					seen.WriteString(chunk)
+				case <-deadline:
+					t.Fatalf("%s: no %q in %q", tc.name, s, seen.String())
+				}
+			}
+		}
+		waitFor("Password: ")
+		ptmx.Write([]byte(tc.first + "\r"))
+		waitFor("Repeat password: ")
+		ptmx.Write([]byte(tc.second + "\r"))
+		err = cmd.Wait()
+		for chunk := range out {
+			seen.WriteString(chunk)
+		}
+		ptmx.Close()
+		if strings.Contains(seen.String(), "secret") {
+			t.Errorf("%s: the password was echoed: %q", tc.name, seen.String())
+		}
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: exit %v\n%s", tc.name, err, seen.String())
+			continue
+		}
+		data, _ := os.ReadFile(file)
+		_, hash, _ := strings.Cut(strings.TrimSpace(string(data)), ":")
+		if tc.ok && bcrypt.CompareHashAndPassword([]byte(hash), []byte("typed-secret")) != nil {
+			t.Errorf("%s: the file does not hold the typed password: %q", tc.name, data)
+		}
+		if !tc.ok && !strings.Contains(seen.String(), "the passwords differ") {
+			t.Errorf("%s: %q", tc.name, seen.String())
+		}
 	}
 }

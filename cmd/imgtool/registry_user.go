@@ -12,6 +12,7 @@ import (
 	"github.com/imgtool/imgtool/registry"
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
 
@@ -97,12 +98,7 @@ func readNewPassword(cmd *cobra.Command, fromStdin bool) (string, error) {
 	if !ok || !term.IsTerminal(int(in.Fd())) {
 		return "", usageError{errors.New("standard input is not a terminal: give the password with --password-stdin")}
 	}
-	ask := func(prompt string) (string, error) {
-		fmt.Fprint(cmd.ErrOrStderr(), prompt)
-		b, err := term.ReadPassword(int(in.Fd()))
-		fmt.Fprintln(cmd.ErrOrStderr())
-		return string(b), err
-	}
+	ask := func(prompt string) (string, error) { return promptNoEcho(in, cmd.ErrOrStderr(), prompt) }
 	pw, err := ask("Password: ")
 	if err != nil {
 		return "", fmt.Errorf("read password: %w", err)
@@ -118,4 +114,45 @@ func readNewPassword(cmd *cobra.Command, fromStdin bool) (string, error) {
 		return "", errors.New("empty password; nothing changed")
 	}
 	return pw, nil
+}
+
+// promptNoEcho turns the terminal's echo off, then prompts and reads a
+// line. term.ReadPassword prompts first and turns echo off after, so keys
+// typed (or an expect script's input sent) right after the prompt appears
+// could be echoed in between.
+func promptNoEcho(in *os.File, w io.Writer, prompt string) (string, error) {
+	fd := int(in.Fd())
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return "", err
+	}
+	quiet := *old
+	quiet.Lflag &^= unix.ECHO
+	quiet.Lflag |= unix.ICANON | unix.ISIG
+	quiet.Iflag |= unix.ICRNL
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
+		return "", err
+	}
+	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
+	fmt.Fprint(w, prompt)
+	defer fmt.Fprintln(w)
+	var line []byte
+	b := make([]byte, 1)
+	for len(line) < 4096 {
+		n, err := in.Read(b)
+		if n == 1 {
+			if b[0] == '\n' {
+				return strings.TrimSuffix(string(line), "\r"), nil
+			}
+			line = append(line, b[0])
+			continue
+		}
+		if errors.Is(err, io.EOF) && len(line) > 0 {
+			return string(line), nil
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	return "", errors.New("password longer than 4096 bytes")
 }
