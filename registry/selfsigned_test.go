@@ -108,3 +108,65 @@ func TestSelfSignedServes(t *testing.T) {
 		t.Error("a TLS 1.1 handshake succeeded")
 	}
 }
+
+// TestTLSConfigReloads replaces the certificate files while "serving": the
+// next handshake gets the new pair; a broken pair keeps the old one.
+func TestTLSConfigReloads(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	first, err := EnsureSelfSigned(a, []string{"localhost"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := EnsureSelfSigned(b, []string{"localhost"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	install := func(from *SelfSigned) {
+		for src, dst := range map[string]string{from.CertFile: certFile, from.KeyFile: keyFile} {
+			data, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := writeFileAtomic(dst, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	serial := func(cfg *tls.Config) string {
+		c, err := cfg.GetCertificate(&tls.ClientHelloInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf.SerialNumber.String()
+	}
+	install(first)
+	var log bytes.Buffer
+	cfg, err := TLSConfig(certFile, keyFile, slog.New(slog.NewTextHandler(&log, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1 := serial(cfg)
+	install(second)
+	s2 := serial(cfg)
+	if s1 == s2 {
+		t.Fatal("the renewed certificate was not picked up")
+	}
+	if err := os.WriteFile(keyFile, []byte("broken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if serial(cfg) != s2 || serial(cfg) != s2 {
+		t.Error("a broken key replaced the working pair")
+	}
+	if n := bytes.Count(log.Bytes(), []byte("TLS certificate unusable")); n != 1 {
+		t.Errorf("broken pair logged %d times, want once:\n%s", n, log.String())
+	}
+	if _, err := TLSConfig(certFile, keyFile, slog.Default()); err == nil {
+		t.Error("TLSConfig accepted a broken key at start")
+	}
+}
