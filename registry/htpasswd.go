@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -45,6 +46,10 @@ type Htpasswd struct {
 	// dummy is compared against for unknown users, so that a missing user
 	// costs as much time as a wrong password and names cannot be probed.
 	dummy []byte
+	// bcrypts bounds concurrent bcrypt checks to the CPUs, so a flood of
+	// wrong passwords from many addresses queues up instead of starving
+	// the requests of users whose password is already verified.
+	bcrypts chan struct{}
 
 	mu       sync.Mutex
 	stamp    fileStamp
@@ -55,7 +60,7 @@ type Htpasswd struct {
 
 // OpenHtpasswd loads the users file at path; log receives reload errors.
 func OpenHtpasswd(path string, log *slog.Logger) (*Htpasswd, error) {
-	h := &Htpasswd{path: path, log: log}
+	h := &Htpasswd{path: path, log: log, bcrypts: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	if _, err := rand.Read(h.key[:]); err != nil {
 		return nil, err
 	}
@@ -80,7 +85,7 @@ func OpenHtpasswd(path string, log *slog.Logger) (*Htpasswd, error) {
 // design (tens of milliseconds), and clients send credentials with every
 // request of a push, so a password that matched once is remembered as an
 // HMAC under a per-process key until the file changes.
-func (h *Htpasswd) Authenticate(_ context.Context, user, password string) (bool, error) {
+func (h *Htpasswd) Authenticate(ctx context.Context, user, password string) (bool, error) {
 	users, verified := h.current()
 	mac := h.mac(user, password)
 	h.mu.Lock()
@@ -88,6 +93,12 @@ func (h *Htpasswd) Authenticate(_ context.Context, user, password string) (bool,
 	h.mu.Unlock()
 	if ok && hmac.Equal(seen[:], mac[:]) {
 		return true, nil
+	}
+	select {
+	case h.bcrypts <- struct{}{}:
+		defer func() { <-h.bcrypts }()
+	case <-ctx.Done():
+		return false, ctx.Err()
 	}
 	hash, known := users[user]
 	if !known {
