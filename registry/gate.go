@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"fmt"
 	"log/slog"
 	"math"
 	"net"
@@ -26,6 +27,10 @@ type Access struct {
 	ReadOnly bool
 	// Limit bounds failed logins per client address.
 	Limit LoginLimit
+	// Tokens, when set (with Auth), adds the bearer-token flow: clients
+	// are challenged with Bearer and trade credentials for tokens at
+	// /token. Basic credentials keep working on every request.
+	Tokens *Tokens
 }
 
 // Spec error codes the gate answers with (distribution-spec v1.1).
@@ -38,10 +43,11 @@ var (
 type verdict int
 
 const (
-	allow     verdict = iota
-	challenge         // 401: no or wrong credentials
-	throttle          // 429: too many failed logins from this address
-	refuse            // 405: a write to a read-only registry
+	allow        verdict = iota
+	challenge            // 401: no or wrong credentials
+	throttle             // 429: too many failed logins from this address
+	refuse               // 405: a write to a read-only registry
+	insufficient         // 401: a valid token that does not grant this request
 )
 
 // gateRequest is what the decision depends on, with the two expensive
@@ -53,6 +59,10 @@ type gateRequest struct {
 	hasCreds bool
 	limited  func() bool
 	verify   func() bool
+	// bearer is a token sent under Access.Tokens; checkToken tells
+	// whether it is valid and whether it grants the request.
+	bearer     bool
+	checkToken func() (valid, granted bool)
 }
 
 // decide is the gate's policy. Read-only refusals come first: they cost
@@ -60,7 +70,7 @@ type gateRequest struct {
 // is refused before its password is checked, so a brute force learns
 // nothing while it waits.
 func (a *Access) decide(q gateRequest) verdict {
-	if q.kind == "healthz" {
+	if q.kind == "healthz" || q.kind == "token" { // /token checks its callers itself
 		return allow
 	}
 	if a.ReadOnly && q.write && q.kind != "other" {
@@ -68,6 +78,15 @@ func (a *Access) decide(q gateRequest) verdict {
 	}
 	if a.Auth == nil {
 		return allow
+	}
+	if q.bearer {
+		switch valid, granted := q.checkToken(); {
+		case granted:
+			return allow
+		case valid:
+			return insufficient
+		}
+		return challenge
 	}
 	if q.hasCreds {
 		if q.limited() {
@@ -91,7 +110,14 @@ func (g *Registry) gate(w http.ResponseWriter, r *http.Request, kind string) boo
 	user, password, hasCreds := r.BasicAuth()
 	client := clientAddr(r)
 	var retry time.Duration
+	token, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	need := neededAccess(r, kind)
 	v := a.decide(gateRequest{
+		bearer: bearer && a.Tokens != nil,
+		checkToken: func() (bool, bool) {
+			c, err := a.Tokens.verify(token, time.Now())
+			return err == nil, err == nil && c.allows(need)
+		},
 		kind:     kind,
 		write:    r.Method != http.MethodGet && r.Method != http.MethodHead,
 		hasCreds: hasCreds,
@@ -102,6 +128,12 @@ func (g *Registry) gate(w http.ResponseWriter, r *http.Request, kind string) boo
 		},
 		verify: func() bool { return g.verify(r, client, user, password) },
 	})
+	g.answer(w, r, v, need, client, retry)
+	return v == allow
+}
+
+// answer writes the gate's refusals.
+func (g *Registry) answer(w http.ResponseWriter, r *http.Request, v verdict, need tokenAccess, client string, retry time.Duration) {
 	if v != allow {
 		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	}
@@ -109,15 +141,52 @@ func (g *Registry) gate(w http.ResponseWriter, r *http.Request, kind string) boo
 	case refuse:
 		w.Header().Set("Allow", "GET, HEAD")
 		writeError(w, r, newError(errUnsupported, "the registry is read-only: %s refused", r.Method))
-	case challenge:
-		w.Header().Set("WWW-Authenticate", `Basic realm="imgtool"`)
+	case challenge, insufficient:
+		w.Header().Set("WWW-Authenticate", g.challenge(r, need, v == insufficient))
 		writeError(w, r, newError(errUnauthorized, "authentication required"))
 	case throttle:
 		g.metrics.throttled.Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retry.Seconds())))))
 		writeError(w, r, newError(errTooManyRequests, "too many failed logins from %s; retry later", client))
 	}
-	return v == allow
+}
+
+// challenge is the WWW-Authenticate value: Basic, or Bearer naming the
+// token endpoint and the scope this request needs.
+func (g *Registry) challenge(r *http.Request, need tokenAccess, insufficient bool) string {
+	t := g.opts.Access.Tokens
+	if t == nil || r.URL.Path == "/token" {
+		return `Basic realm="imgtool"`
+	}
+	c := fmt.Sprintf(`Bearer realm=%q,service=%q`, t.realm(r), tokenService)
+	if need.Type != "" {
+		c += fmt.Sprintf(`,scope="%s:%s:%s"`, need.Type, need.Name, strings.Join(need.Actions, ","))
+	}
+	if insufficient {
+		c += `,error="insufficient_scope"`
+	}
+	return c
+}
+
+// neededAccess is the token grant a request needs: an action on its
+// repository, the catalog, or nothing beyond a valid token.
+func neededAccess(r *http.Request, kind string) tokenAccess {
+	switch kind {
+	case "catalog":
+		return tokenAccess{Type: "registry", Name: "catalog", Actions: []string{"*"}}
+	case "manifest", "blob", "upload", "uploads", "tags", "referrers":
+		rt, _ := parseRoute(strings.TrimPrefix(r.URL.Path, "/v2/"))
+		action := "pull"
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+		case http.MethodDelete:
+			action = "delete"
+		default:
+			action = "push"
+		}
+		return tokenAccess{Type: "repository", Name: rt.name, Actions: []string{action}}
+	}
+	return tokenAccess{}
 }
 
 // verify checks a login, counting and logging a failure (the user name
@@ -184,6 +253,8 @@ func routeKind(p string) string {
 		return "healthz"
 	case "/metrics":
 		return "metrics"
+	case "/token":
+		return "token"
 	}
 	if rest, ok := strings.CutPrefix(p, "/v2/"); ok {
 		if rt, ok := parseRoute(rest); ok {

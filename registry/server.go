@@ -87,7 +87,7 @@ func (g *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	lw := &logWriter{ResponseWriter: w, status: http.StatusOK}
 	kind := routeKind(r.URL.Path)
-	if kind == "metrics" && g.opts.HideMetrics {
+	if (kind == "metrics" && g.opts.HideMetrics) || (kind == "token" && g.opts.Access.Tokens == nil) {
 		kind = "other"
 	}
 	body := &countingBody{ReadCloser: r.Body}
@@ -99,6 +99,8 @@ func (g *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.serveHealth(lw, r)
 		case "metrics":
 			g.metrics.Handler().ServeHTTP(lw, r)
+		case "token":
+			g.serveToken(lw, r)
 		default:
 			g.serve(lw, r)
 		}

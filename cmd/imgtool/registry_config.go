@@ -31,6 +31,10 @@ type serveSecurity struct {
 	loginWindow   time.Duration
 	metricsAddr   string
 	healthTimeout time.Duration
+	tokenAuth     bool
+	tokenKey      string
+	tokenTTL      time.Duration
+	tokenRealm    string
 
 	metricsLn net.Listener
 }
@@ -48,6 +52,10 @@ func (s *serveSecurity) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&s.loginWindow, "login-window", time.Minute, "time in which an address earns back --login-failures tries")
 	f.StringVar(&s.metricsAddr, "metrics-addr", "", "serve /metrics and /healthz on this address only, unauthenticated (default: on --addr, behind the login)")
 	f.DurationVar(&s.healthTimeout, "health-timeout", 5*time.Second, "how long /healthz waits for the storage driver")
+	f.BoolVar(&s.tokenAuth, "token-auth", false, "with --htpasswd: challenge with the bearer-token flow and issue tokens at /token (Basic keeps working)")
+	f.StringVar(&s.tokenKey, "token-key", "", "file of the key that signs tokens, made if absent; replicas share it (default <root>/registry-token.key)")
+	f.DurationVar(&s.tokenTTL, "token-ttl", 10*time.Minute, "lifetime of a token")
+	f.StringVar(&s.tokenRealm, "token-realm", "", "URL of /token as clients reach it (default: from each request's scheme and Host)")
 }
 
 // loadConfig applies --config, then re-checks the global flags it may have
@@ -75,6 +83,10 @@ func (s *serveSecurity) configure(stderr io.Writer, root, addr string, opts *reg
 		return usageError{errors.New("--anonymous-read needs --htpasswd (without it everybody may read and write)")}
 	case s.loginFailures < 0 || s.loginWindow <= 0:
 		return usageError{errors.New("--login-failures must be 0 or more and --login-window positive")}
+	case s.tokenAuth && s.htpasswd == "":
+		return usageError{errors.New("--token-auth needs --htpasswd: tokens are issued for its users")}
+	case s.tokenAuth && s.tokenTTL <= 0:
+		return usageError{errors.New("--token-ttl must be positive")}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if err := s.configureTLS(stderr, root, log, opts); err != nil {
@@ -89,6 +101,17 @@ func (s *serveSecurity) configure(stderr io.Writer, root, addr string, opts *reg
 			return err
 		}
 		opts.Access.Auth = users
+		if s.tokenAuth {
+			keyFile := s.tokenKey
+			if keyFile == "" {
+				keyFile = filepath.Join(root, "registry-token.key")
+			}
+			key, err := registry.LoadTokenKey(keyFile)
+			if err != nil {
+				return err
+			}
+			opts.Access.Tokens = &registry.Tokens{Key: key, TTL: s.tokenTTL, Realm: s.tokenRealm}
+		}
 		if opts.TLS == nil && !isLoopback(addr) {
 			log.Warn("passwords will cross the network in clear text: serve with --tls-cert/--tls-key or --tls-self-signed")
 		}
