@@ -294,3 +294,63 @@ func TestRegistryLoginFailuresThrottled(t *testing.T) {
 		t.Errorf("want 3 failed logins logged without passwords:\n%s", log)
 	}
 }
+
+// TestRegistryTokenAuthWithSkopeo runs the bearer-token flow with skopeo
+// over TLS: login and push as a user, pull anonymously (an anonymous
+// token, --anonymous-read), and an anonymous push refused.
+func TestRegistryTokenAuthWithSkopeo(t *testing.T) {
+	skopeo, err := exec.LookPath("skopeo")
+	if err != nil {
+		t.Fatal("skopeo is not installed; run scripts/deps.sh (Debian package skopeo)")
+	}
+	c := newCLI(t)
+	addUser(t, c, "alice", "pw")
+	srv := startRegistry(t, c.root, "--tls-self-signed", "--htpasswd", filepath.Join(c.root, "registry-htpasswd"),
+		"--token-auth", "--anonymous-read")
+	certDir := filepath.Join(c.root, "registry-tls")
+	if fi, err := os.Stat(filepath.Join(c.root, "registry-token.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token key: %v %v", err, fi.Mode())
+	}
+	home := t.TempDir()
+	run := func(stdin string, args ...string) (string, error) {
+		cmd := exec.Command(skopeo, args...)
+		cmd.Env = append(os.Environ(), "HOME="+home, "REGISTRY_AUTH_FILE="+filepath.Join(home, "auth.json"))
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	plain := startRegistry(t, t.TempDir(), "--access-log=false")
+	img := pushRandom(t, plain.addr+"/src/app:1")
+	if out, err := run("pw\n", "login", "--cert-dir", certDir, "-u", "alice", "--password-stdin", srv.addr); err != nil {
+		t.Fatalf("skopeo login: %v\n%s\n%s", err, out, srv.stderr())
+	}
+	if out, err := run("", "--insecure-policy", "copy", "--retry-times", "0", "--src-tls-verify=false", "--dest-cert-dir", certDir,
+		"docker://"+plain.addr+"/src/app:1", "docker://"+srv.addr+"/tok/app:1"); err != nil {
+		t.Fatalf("skopeo copy with a token: %v\n%s\n%s", err, out, srv.stderr())
+	}
+	if out, err := run("", "logout", srv.addr); err != nil {
+		t.Fatalf("skopeo logout: %v\n%s", err, out)
+	}
+	layout := filepath.Join(t.TempDir(), "layout")
+	if out, err := run("", "--insecure-policy", "copy", "--retry-times", "0", "--src-cert-dir", certDir,
+		"docker://"+srv.addr+"/tok/app:1", "dir:"+layout); err != nil {
+		t.Fatalf("anonymous skopeo pull: %v\n%s\n%s", err, out, srv.stderr())
+	}
+	manifest, err := os.ReadFile(filepath.Join(layout, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := fmt.Sprintf("sha256:%x", sha256.Sum256(manifest)); d != digestOf(t, img) {
+		t.Errorf("pulled manifest %s, pushed %s", d, digestOf(t, img))
+	}
+	if out, err := run("", "--insecure-policy", "copy", "--retry-times", "0", "--dest-cert-dir", certDir,
+		"dir:"+layout, "docker://"+srv.addr+"/tok/anon:1"); err == nil {
+		t.Errorf("anonymous push with a token succeeded:\n%s", out)
+	}
+	log := srv.stderr()
+	for _, want := range []string{"path=\"/token?account=alice", "status=200", `path=/v2/tok/app/manifests/1 status=201`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("registry log lacks %q:\n%s", want, log)
+		}
+	}
+}
