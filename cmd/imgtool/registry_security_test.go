@@ -347,8 +347,19 @@ func TestRegistryTokenAuthWithSkopeo(t *testing.T) {
 		"dir:"+layout, "docker://"+srv.addr+"/tok/anon:1"); err == nil {
 		t.Errorf("anonymous push with a token succeeded:\n%s", out)
 	}
+	// go-containerregistry (crane, imgtool push) follows the flow too.
+	caPEM, err := os.ReadFile(filepath.Join(certDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(srv.addr + "/tok/ggcr:1")
+	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "alice", Password: "pw"}),
+		remote.WithTransport(trustingTransport(t, caPEM))); err != nil {
+		t.Fatalf("go-containerregistry push with a token: %v", err)
+	}
 	log := srv.stderr()
-	for _, want := range []string{"path=\"/token?account=alice", "status=200", `path=/v2/tok/app/manifests/1 status=201`} {
+	for _, want := range []string{"path=\"/token?account=alice", "status=200", `path=/v2/tok/app/manifests/1 status=201`,
+		`path=/v2/tok/ggcr/manifests/1 status=201`} {
 		if !strings.Contains(log, want) {
 			t.Errorf("registry log lacks %q:\n%s", want, log)
 		}
