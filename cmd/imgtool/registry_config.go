@@ -40,12 +40,12 @@ type serveSecurity struct {
 }
 
 func (s *serveSecurity) addFlags(f *pflag.FlagSet) {
-	f.StringVar(&s.config, "config", "", "YAML file of settings; its keys are these flags' long names, flags given here win")
-	f.StringVar(&s.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain); re-read when it changes")
-	f.StringVar(&s.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	f.StringVar(&s.config, "config", "", "YAML `FILE` of settings; its keys are these flags' long names, flags given here win")
+	f.StringVar(&s.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) `FILE`; re-read when it changes")
+	f.StringVar(&s.tlsKey, "tls-key", "", "PEM private key `FILE` of --tls-cert")
 	f.BoolVar(&s.tlsSelfSigned, "tls-self-signed", false, "serve HTTPS with a certificate made (once) under <root>/registry-tls; prints what clients should trust")
 	f.StringArrayVar(&s.tlsHosts, "tls-host", nil, "extra DNS name or IP address for the --tls-self-signed certificate (repeatable)")
-	f.StringVar(&s.htpasswd, "htpasswd", "", "require logins from this htpasswd file of bcrypt hashes (see `imgtool registry user add`); re-read when it changes")
+	f.StringVar(&s.htpasswd, "htpasswd", "", "require logins from this htpasswd `FILE` of bcrypt hashes (made by imgtool registry user add); re-read when it changes")
 	f.BoolVar(&s.anonymousRead, "anonymous-read", false, "with --htpasswd: let pulls through without credentials; pushes and deletes still need them")
 	f.BoolVar(&s.readOnly, "read-only", false, "refuse every push, upload and delete with 405 UNSUPPORTED")
 	f.IntVar(&s.loginFailures, "login-failures", 10, "failed logins an address may make in a row before it gets 429 (0: no limit)")
@@ -53,7 +53,7 @@ func (s *serveSecurity) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&s.metricsAddr, "metrics-addr", "", "serve /metrics and /healthz on this address only, unauthenticated (default: on --addr, behind the login)")
 	f.DurationVar(&s.healthTimeout, "health-timeout", 5*time.Second, "how long /healthz waits for the storage driver")
 	f.BoolVar(&s.tokenAuth, "token-auth", false, "with --htpasswd: challenge with the bearer-token flow and issue tokens at /token (Basic keeps working)")
-	f.StringVar(&s.tokenKey, "token-key", "", "file of the key that signs tokens, made if absent; replicas share it (default <root>/registry-token.key)")
+	f.StringVar(&s.tokenKey, "token-key", "", "`FILE` of the key that signs tokens, made if absent; replicas share it (default <root>/registry-token.key)")
 	f.DurationVar(&s.tokenTTL, "token-ttl", 10*time.Minute, "lifetime of a token")
 	f.StringVar(&s.tokenRealm, "token-realm", "", "URL of /token as clients reach it (default: from each request's scheme and Host)")
 }
