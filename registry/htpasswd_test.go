@@ -174,3 +174,32 @@ func FuzzParseHtpasswd(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkHtpasswdAuthenticate compares a login checked with bcrypt (the
+// first request, or a wrong password) against one answered from the
+// verified-password cache (every later request of a push).
+func BenchmarkHtpasswdAuthenticate(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "htpasswd")
+	if _, err := SetUser(path, "alice", "pw", bcrypt.DefaultCost); err != nil {
+		b.Fatal(err)
+	}
+	h, err := OpenHtpasswd(path, slog.Default())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.Run("bcrypt", func(b *testing.B) {
+		for b.Loop() {
+			if ok, _ := h.Authenticate(ctx, "alice", "wrong"); ok {
+				b.Fatal("wrong password accepted")
+			}
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		for b.Loop() {
+			if ok, _ := h.Authenticate(ctx, "alice", "pw"); !ok {
+				b.Fatal("right password refused")
+			}
+		}
+	})
+}
