@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -20,18 +21,33 @@ type Options struct {
 	// UploadTTL is how long an upload session may stay unfinished before
 	// Serve deletes it; 0 keeps sessions forever.
 	UploadTTL time.Duration
+	// Access is who may do what (auth, anonymous read, read-only).
+	Access Access
+	// HealthTimeout bounds /healthz's storage check (default 5s).
+	HealthTimeout time.Duration
+	// TLS, when set, makes Serve answer HTTPS (see TLSConfig).
+	TLS *tls.Config
+	// HideMetrics leaves /metrics off the API's handler, for when the
+	// metrics are served on an address of their own (Metrics().Handler()).
+	HideMetrics bool
 }
 
 // Registry serves the OCI distribution API over a storage driver.
 type Registry struct {
-	driver storagedriver.StorageDriver
-	opts   Options
+	driver  storagedriver.StorageDriver
+	opts    Options
+	metrics *Metrics
+	limiter *loginLimiter
 }
 
 // New returns the registry over driver.
 func New(driver storagedriver.StorageDriver, opts Options) *Registry {
-	return &Registry{driver: driver, opts: opts}
+	return &Registry{driver: driver, opts: opts, metrics: newMetrics(),
+		limiter: newLoginLimiter(opts.Access.Limit, time.Now)}
 }
+
+// Metrics are the registry's Prometheus metrics; GC reports its runs here.
+func (g *Registry) Metrics() *Metrics { return g.metrics }
 
 // route is what a request path names: the repository and the rest.
 type route struct {
@@ -65,11 +81,31 @@ func parseRoute(p string) (route, bool) {
 	return route{}, false
 }
 
-// ServeHTTP answers the distribution API under /v2/.
+// ServeHTTP answers the distribution API under /v2/, /healthz and
+// /metrics, behind the gate of Options.Access.
 func (g *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	lw := &logWriter{ResponseWriter: w, status: http.StatusOK}
-	g.serve(lw, r)
+	kind := routeKind(r.URL.Path)
+	if (kind == "metrics" && g.opts.HideMetrics) || (kind == "token" && g.opts.Access.Tokens == nil) {
+		kind = "other"
+	}
+	body := &countingBody{ReadCloser: r.Body}
+	r.Body = body
+	end := g.metrics.begin(kind, r.Method)
+	if g.gate(lw, r, kind) {
+		switch kind {
+		case "healthz":
+			g.serveHealth(lw, r)
+		case "metrics":
+			g.metrics.Handler().ServeHTTP(lw, r)
+		case "token":
+			g.serveToken(lw, r)
+		default:
+			g.serve(lw, r)
+		}
+	}
+	end(lw.status, body.n, lw.bytes)
 	if g.opts.Logger != nil {
 		g.opts.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("remote", r.RemoteAddr), slog.String("method", r.Method),

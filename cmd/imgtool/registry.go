@@ -18,8 +18,7 @@ func newRegistryCmd(o *globalOptions) *cobra.Command {
 		Use:   "registry",
 		Short: "Run an OCI distribution registry",
 	}
-	cmd.AddCommand(newRegistryServeCmd(o))
-	cmd.AddCommand(newRegistryGCCmd(o))
+	cmd.AddCommand(newRegistryServeCmd(o), newRegistryUserCmd(o), newRegistryGCCmd(o))
 	return cmd
 }
 
@@ -31,6 +30,7 @@ func newRegistryServeCmd(o *globalOptions) *cobra.Command {
 		uploadTTL  time.Duration
 		accessLog  bool
 		maxThreads uint64
+		sec        serveSecurity
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -43,8 +43,13 @@ Data lives under <root>/registry (--root or IMGTOOL_ROOT). The address
 actually bound is printed on stdout (useful with port 0).
 SIGTERM or SIGINT stop accepting connections and let requests in flight
 finish for --grace.`,
-		Args: exactArgs(0),
+		Args:    exactArgs(0),
+		PreRunE: func(cmd *cobra.Command, _ []string) error { return sec.loadConfig(cmd, o) },
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts := registry.Options{AllowSparse: sparse, UploadTTL: uploadTTL}
+			if err := sec.configure(cmd.ErrOrStderr(), o.root, addr, &opts); err != nil {
+				return err
+			}
 			dir := filepath.Join(o.root, "registry")
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return fmt.Errorf("registry data directory: %w (set --root or IMGTOOL_ROOT to a writable directory)", err)
@@ -58,12 +63,11 @@ finish for --grace.`,
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), ln.Addr().String())
-			opts := registry.Options{AllowSparse: sparse, UploadTTL: uploadTTL}
 			if accessLog {
 				opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			}
 			drv := filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: maxThreads})
-			return registry.New(drv, opts).Serve(cmd.Context(), ln, grace)
+			return sec.serve(cmd.Context(), registry.New(drv, opts), ln, grace)
 		},
 	}
 	f := cmd.Flags()
@@ -73,5 +77,6 @@ finish for --grace.`,
 	f.DurationVar(&uploadTTL, "upload-ttl", 7*24*time.Hour, "delete upload sessions left unfinished for this long (0: never)")
 	f.BoolVar(&accessLog, "access-log", true, "log one line per request on stderr")
 	f.Uint64Var(&maxThreads, "max-threads", 100, "bound on concurrent storage operations")
+	sec.addFlags(f)
 	return cmd
 }
