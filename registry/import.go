@@ -1,0 +1,252 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/imgtool/imgtool/manifest"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// ImportReport says what Import did.
+type ImportReport struct {
+	Images []ImportedImage
+	// BlobsWritten and BytesWritten count the blobs (layers, configs)
+	// copied from the bundle; BlobsPresent those the registry already held.
+	BlobsWritten int
+	BytesWritten int64
+	BlobsPresent int
+}
+
+// ImportedImage is one entry of the bundle's index.json.
+type ImportedImage struct {
+	Repository string
+	// Tag is "" for an entry named by digest, such as a referrer.
+	Tag       string
+	Digest    digest.Digest
+	MediaType string
+	// Subject is the manifest a referrer refers to.
+	Subject digest.Digest
+	// Present means the registry held the image exactly so already, and
+	// nothing was written for it.
+	Present bool
+	// Moved is what the tag named before, when Import moved it.
+	Moved digest.Digest
+}
+
+// maxImportDepth bounds how deeply indexes may nest in a bundle.
+const maxImportDepth = 8
+
+// Import writes the images of an OCI image-layout archive (r, size bytes
+// long) into the registry's storage, without a server: each image under
+// the repository and tag its index.json entry names (the registry host of
+// that reference is dropped), referrers by digest with their subject
+// recorded, every manifest byte for byte, so every digest is the one the
+// bundle was saved with.
+//
+// It works in three passes so that a bad bundle changes nothing: plan
+// (read and validate index.json and every manifest, and find what the
+// registry lacks), verify (hash every blob to be written), then write,
+// through the registry's own write paths: blobs through an upload session
+// verified again as they stream, then the links, manifests children
+// first, and tags last. What the registry already holds is neither read
+// nor rewritten, so importing a bundle twice writes nothing the second
+// time.
+func (g *Registry) Import(ctx context.Context, r io.ReaderAt, size int64) (*ImportReport, error) {
+	b, err := openBundle(r, size)
+	if err != nil {
+		return nil, fmt.Errorf("import bundle: %w", err)
+	}
+	images, err := b.images()
+	if err != nil {
+		return nil, fmt.Errorf("import bundle: %w", err)
+	}
+	p := &importPlan{g: g, b: b, images: images, repos: map[string]*repoPlan{}, blobs: map[digest.Digest]*blobPlan{}}
+	if err := p.plan(ctx); err != nil {
+		return nil, fmt.Errorf("import bundle: %w", err)
+	}
+	if err := p.verify(ctx); err != nil {
+		return nil, fmt.Errorf("import bundle: %w", err)
+	}
+	rep, err := p.write(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("import bundle: %w", err)
+	}
+	return rep, nil
+}
+
+type importPlan struct {
+	g         *Registry
+	b         *bundle
+	images    []bundleImage
+	repos     map[string]*repoPlan
+	order     []string // repositories in the order the bundle names them
+	blobs     map[digest.Digest]*blobPlan
+	blobOrder []digest.Digest
+}
+
+// repoPlan is what one repository receives.
+type repoPlan struct {
+	manifests []*manifestPlan // children before the indexes that list them
+	seen      map[digest.Digest]bool
+	blobs     []digest.Digest
+	hasBlob   map[digest.Digest]bool
+}
+
+type manifestPlan struct {
+	desc ocispec.Descriptor
+	body []byte
+	doc  *manifestDoc
+}
+
+// blobPlan is one blob of the bundle: whether it must be written, and the
+// repository whose upload session writes it.
+type blobPlan struct {
+	desc  ocispec.Descriptor
+	write bool
+	repo  string
+	data  *io.SectionReader
+}
+
+func (p *importPlan) repo(name string) *repoPlan {
+	rp := p.repos[name]
+	if rp == nil {
+		rp = &repoPlan{seen: map[digest.Digest]bool{}, hasBlob: map[digest.Digest]bool{}}
+		p.repos[name] = rp
+		p.order = append(p.order, name)
+	}
+	return rp
+}
+
+// plan reads every manifest of every image, validated as a push would be,
+// and decides for each blob whether the registry has it.
+func (p *importPlan) plan(ctx context.Context) error {
+	for _, im := range p.images {
+		if err := p.walk(ctx, im.repo, im.desc, 0); err != nil {
+			return fmt.Errorf("%s@%s: %w", im.repo, im.desc.Digest, err)
+		}
+	}
+	return nil
+}
+
+func (p *importPlan) walk(ctx context.Context, repo string, d ocispec.Descriptor, depth int) error {
+	rp := p.repo(repo)
+	if rp.seen[d.Digest] {
+		return nil
+	}
+	if depth > maxImportDepth {
+		return badBundle("indexes nest more than %d deep", maxImportDepth)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	body, err := p.b.readManifest(d)
+	if err != nil {
+		return err
+	}
+	doc, err := parseManifest(body, d.MediaType)
+	if err != nil {
+		return badBundle("manifest %s: %v", d.Digest, err)
+	}
+	if doc.Config != nil {
+		for _, bd := range append([]ocispec.Descriptor{*doc.Config}, doc.Layers...) {
+			if err := p.addBlob(ctx, rp, repo, bd); err != nil {
+				return err
+			}
+		}
+	}
+	for _, c := range doc.Manifests {
+		if !manifest.IsManifestOrIndex(c.MediaType) {
+			if err := p.addBlob(ctx, rp, repo, c); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := p.walk(ctx, repo, c, depth+1); err != nil {
+			return err
+		}
+	}
+	rp.seen[d.Digest] = true
+	rp.manifests = append(rp.manifests, &manifestPlan{desc: ocispec.Descriptor{MediaType: doc.MediaType, Digest: d.Digest, Size: int64(len(body))}, body: body, doc: doc})
+	return nil
+}
+
+// addBlob records that repo references blob d. A blob the registry
+// already holds is linked without reading the bundle; one it lacks must
+// be in the bundle. Non-distributable layers are never pushed, so never
+// imported.
+func (p *importPlan) addBlob(ctx context.Context, rp *repoPlan, repo string, d ocispec.Descriptor) error {
+	if err := manifest.ValidateDescriptor(d); err != nil {
+		return badBundle("%v", err)
+	}
+	if manifest.IsNonDistributable(d.MediaType) || rp.hasBlob[d.Digest] {
+		return nil
+	}
+	if _, err := parseDigest(d.Digest.String()); err != nil {
+		return badBundle("blob %s: %v", d.Digest, err)
+	}
+	rp.hasBlob[d.Digest] = true
+	rp.blobs = append(rp.blobs, d.Digest)
+	if bp, ok := p.blobs[d.Digest]; ok {
+		if bp.desc.Size != d.Size {
+			return badBundle("blob %s is described with sizes %d and %d", d.Digest, bp.desc.Size, d.Size)
+		}
+		return nil
+	}
+	bp := &blobPlan{desc: d, repo: repo}
+	have, err := p.g.globalBlobSize(ctx, d.Digest)
+	var ae *apiError
+	switch {
+	case err == nil && have != d.Size:
+		return badBundle("blob %s is described as %d bytes but the registry holds %d bytes under that digest", d.Digest, d.Size, have)
+	case err == nil:
+	case errors.As(err, &ae):
+		data, ok, err := p.b.blob(d)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return badBundle("blob %s is neither in the bundle nor in the registry", d.Digest)
+		}
+		bp.write, bp.data = true, data
+	default:
+		return err
+	}
+	p.blobs[d.Digest] = bp
+	p.blobOrder = append(p.blobOrder, d.Digest)
+	return nil
+}
+
+// verify hashes every blob to be written, before anything is.
+func (p *importPlan) verify(ctx context.Context) error {
+	for _, dg := range p.blobOrder {
+		bp := p.blobs[dg]
+		if !bp.write {
+			continue
+		}
+		v := dg.Verifier()
+		if _, err := io.Copy(v, ctxReader{ctx, io.NewSectionReader(bp.data, 0, bp.data.Size())}); err != nil {
+			return fmt.Errorf("verify blob %s: %w", dg, err)
+		}
+		if !v.Verified() {
+			return badBundle("blob %s: content does not match its digest (corrupted or tampered bundle)", dg)
+		}
+	}
+	return nil
+}
+
+// ctxReader stops a long read when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

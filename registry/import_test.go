@@ -1,0 +1,305 @@
+package registry
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// countingDriver counts the calls that change storage.
+type countingDriver struct {
+	storagedriver.StorageDriver
+	writes atomic.Int64
+}
+
+func (c *countingDriver) PutContent(ctx context.Context, p string, b []byte) error {
+	c.writes.Add(1)
+	return c.StorageDriver.PutContent(ctx, p, b)
+}
+
+func (c *countingDriver) Writer(ctx context.Context, p string, a bool) (storagedriver.FileWriter, error) {
+	c.writes.Add(1)
+	return c.StorageDriver.Writer(ctx, p, a)
+}
+
+func (c *countingDriver) Move(ctx context.Context, a, b string) error {
+	c.writes.Add(1)
+	return c.StorageDriver.Move(ctx, a, b)
+}
+
+func (c *countingDriver) Delete(ctx context.Context, p string) error {
+	c.writes.Add(1)
+	return c.StorageDriver.Delete(ctx, p)
+}
+
+// testBundle builds an OCI archive in memory.
+type testBundle struct {
+	members []tarMember
+	index   ocispec.Index
+}
+
+type tarMember struct {
+	name string
+	typ  byte
+	data []byte
+	link string
+}
+
+func (b *testBundle) blob(data []byte) ocispec.Descriptor {
+	d := digest.FromBytes(data)
+	for _, m := range b.members {
+		if m.name == "blobs/sha256/"+d.Encoded() {
+			return ocispec.Descriptor{Digest: d, Size: int64(len(data))}
+		}
+	}
+	b.members = append(b.members, tarMember{name: "blobs/sha256/" + d.Encoded(), typ: tar.TypeReg, data: data})
+	return ocispec.Descriptor{Digest: d, Size: int64(len(data))}
+}
+
+// image adds a one-layer image (the layer shared when layerData repeats)
+// and returns its manifest's descriptor.
+func (b *testBundle) image(cfgData, layerData string, subject *ocispec.Descriptor) ocispec.Descriptor {
+	cfg := b.blob([]byte(cfgData))
+	cfg.MediaType = ocispec.MediaTypeImageConfig
+	l := b.blob([]byte(layerData))
+	l.MediaType = ocispec.MediaTypeImageLayer
+	m := ocispec.Manifest{Versioned: specsVersioned, MediaType: ocispec.MediaTypeImageManifest, Config: cfg, Layers: []ocispec.Descriptor{l}, Subject: subject}
+	if subject != nil {
+		m.ArtifactType = "application/example.sig"
+	}
+	raw, _ := json.Marshal(m)
+	d := b.blob(raw)
+	d.MediaType = ocispec.MediaTypeImageManifest
+	return d
+}
+
+func (b *testBundle) indexOf(children ...ocispec.Descriptor) ocispec.Descriptor {
+	raw, _ := json.Marshal(ocispec.Index{Versioned: specsVersioned, MediaType: ocispec.MediaTypeImageIndex, Manifests: children})
+	d := b.blob(raw)
+	d.MediaType = ocispec.MediaTypeImageIndex
+	return d
+}
+
+func (b *testBundle) name(ref string, d ocispec.Descriptor) {
+	d.Annotations = map[string]string{annotationImageName: ref}
+	b.index.Manifests = append(b.index.Manifests, d)
+}
+
+func (b *testBundle) tar(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	idx, _ := json.Marshal(b.index)
+	all := append([]tarMember{{name: "oci-layout", typ: tar.TypeReg, data: []byte(`{"imageLayoutVersion":"1.0.0"}`)}}, b.members...)
+	all = append(all, tarMember{name: "index.json", typ: tar.TypeReg, data: idx})
+	for _, m := range all {
+		h := &tar.Header{Name: m.name, Typeflag: m.typ, Size: int64(len(m.data)), Mode: 0o644, Linkname: m.link}
+		if m.typ != tar.TypeReg {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if m.typ == tar.TypeReg {
+			tw.Write(m.data)
+		}
+	}
+	tw.Close()
+	return buf.Bytes()
+}
+
+// sampleBundle holds two images sharing a layer, a two-platform index and
+// a signature referring to the first image.
+func sampleBundle() (*testBundle, map[string]digest.Digest) {
+	b := &testBundle{}
+	app := b.image(`{"architecture":"amd64","os":"linux"}`, "shared layer", nil)
+	tool := b.image(`{"architecture":"amd64","os":"linux","config":{"Cmd":["tool"]}}`, "shared layer", nil)
+	amd := b.image(`{"architecture":"amd64","os":"linux","x":1}`, "amd64 layer", nil)
+	arm := b.image(`{"architecture":"arm64","os":"linux","x":2}`, "arm64 layer", nil)
+	amd.Platform = &ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	arm.Platform = &ocispec.Platform{OS: "linux", Architecture: "arm64"}
+	multi := b.indexOf(amd, arm)
+	sig := b.image(`{}`, "signature payload", &app)
+	b.name("registry.example/team/app:1", app)
+	b.name("registry.example/team/tool:2", tool)
+	b.name("registry.example/team/multi:3", multi)
+	b.name("registry.example/team/app@"+sig.Digest.String(), sig)
+	return b, map[string]digest.Digest{"app": app.Digest, "tool": tool.Digest, "multi": multi.Digest, "sig": sig.Digest, "arm": arm.Digest}
+}
+
+func TestImportRoundTripAndNoOp(t *testing.T) {
+	b, want := sampleBundle()
+	raw := b.tar(t)
+	drv := &countingDriver{StorageDriver: inmemory.New()}
+	g := New(drv, Options{})
+	rep, err := g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 7 distinct blobs: 5 configs + 4 layers share one → 5 configs, 3 layers... count them.
+	if rep.BlobsWritten != 9 || rep.BlobsPresent != 0 || len(rep.Images) != 4 {
+		t.Fatalf("report %+v", rep)
+	}
+	for _, im := range rep.Images {
+		if im.Present {
+			t.Errorf("%s reported present on first import", im.Digest)
+		}
+	}
+	if rep.Images[3].Subject != want["app"] || rep.Images[3].Tag != "" {
+		t.Errorf("referrer entry: %+v", rep.Images[3])
+	}
+
+	c := &client{t: t, h: g}
+	for repo, tag := range map[string]string{"team/app": "1", "team/tool": "2", "team/multi": "3"} {
+		w := c.do("GET", "/v2/"+repo+"/manifests/"+tag, nil)
+		c.want(w, http.StatusOK, "")
+		if got := digest.FromBytes(w.Body.Bytes()); got != want[strings.TrimPrefix(repo, "team/")] {
+			t.Errorf("%s:%s serves %s, want %s", repo, tag, got, want[repo])
+		}
+	}
+	c.want(c.do("GET", "/v2/team/multi/manifests/"+want["arm"].String(), nil), http.StatusOK, "")
+	w := c.do("GET", "/v2/team/app/referrers/"+want["app"].String(), nil)
+	c.want(w, http.StatusOK, "")
+	if !strings.Contains(w.Body.String(), want["sig"].String()) || !strings.Contains(w.Body.String(), "application/example.sig") {
+		t.Errorf("referrers: %s", w.Body)
+	}
+
+	before := drv.writes.Load()
+	rep, err = g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := drv.writes.Load() - before; n != 0 {
+		t.Errorf("second import made %d storage writes", n)
+	}
+	if rep.BlobsWritten != 0 || rep.BlobsPresent != 9 {
+		t.Errorf("second report %+v", rep)
+	}
+	for _, im := range rep.Images {
+		if !im.Present {
+			t.Errorf("%s not reported present on second import", im.Digest)
+		}
+	}
+}
+
+func TestImportMovesTag(t *testing.T) {
+	first, _ := sampleBundle()
+	g := New(inmemory.New(), Options{})
+	raw := first.tar(t)
+	if _, err := g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw))); err != nil {
+		t.Fatal(err)
+	}
+	b := &testBundle{}
+	d := b.image(`{"architecture":"amd64","os":"linux","v":2}`, "shared layer", nil)
+	b.name("registry.example/team/app:1", d)
+	raw = b.tar(t)
+	rep, err := g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.BlobsWritten != 1 || rep.BlobsPresent != 1 || rep.Images[0].Present || rep.Images[0].Moved == "" {
+		t.Errorf("report %+v %+v", rep, rep.Images)
+	}
+}
+
+func TestImportRefusesBadBundles(t *testing.T) {
+	good, want := sampleBundle()
+	goodTar := good.tar(t)
+	corrupt := func(mutate func(b *testBundle)) func(t *testing.T) []byte {
+		return func(t *testing.T) []byte {
+			b, _ := sampleBundle()
+			mutate(b)
+			return b.tar(t)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		make func(t *testing.T) []byte
+		want string
+	}{
+		{"blob content does not match digest", corrupt(func(b *testBundle) {
+			for i, m := range b.members {
+				if string(m.data) == "arm64 layer" {
+					b.members[i].data = []byte("ARM64 LAYER")
+				}
+			}
+		}), "does not match its digest"},
+		{"manifest content does not match digest", corrupt(func(b *testBundle) {
+			for i, m := range b.members {
+				if m.name == "blobs/sha256/"+want["tool"].Encoded() {
+					b.members[i].data = bytes.Replace(m.data, []byte("schemaVersion"), []byte("schemaVersioN"), 1)
+				}
+			}
+		}), "hashing to"},
+		{"path traversal", corrupt(func(b *testBundle) {
+			b.members = append(b.members, tarMember{name: "../../etc/passwd", typ: tar.TypeReg, data: []byte("x")})
+		}), "path traversal"},
+		{"traversal inside blobs", corrupt(func(b *testBundle) {
+			b.members = append(b.members, tarMember{name: "blobs/sha256/../../../x", typ: tar.TypeReg, data: []byte("x")})
+		}), "path traversal"},
+		{"absolute name", corrupt(func(b *testBundle) {
+			b.members = append(b.members, tarMember{name: "/etc/x", typ: tar.TypeReg, data: []byte("x")})
+		}), "path traversal"},
+		{"symlink", corrupt(func(b *testBundle) {
+			b.members = append(b.members, tarMember{name: "blobs/sha256/evil", typ: tar.TypeSymlink, link: "/etc/passwd"})
+		}), "not a regular file"},
+		{"duplicate member", corrupt(func(b *testBundle) {
+			b.members = append(b.members, b.members[0])
+		}), "appears twice"},
+		{"missing blob", corrupt(func(b *testBundle) {
+			for i, m := range b.members {
+				if string(m.data) == "amd64 layer" {
+					b.members = append(b.members[:i], b.members[i+1:]...)
+					break
+				}
+			}
+		}), "neither in the bundle nor in the registry"},
+		{"no repository", corrupt(func(b *testBundle) {
+			b.index.Manifests[0].Annotations = map[string]string{ocispec.AnnotationRefName: "1"}
+		}), "no full reference"},
+		{"truncated", func(t *testing.T) []byte { return goodTar[:len(goodTar)/2] }, "truncated"},
+		{"truncated before index.json", func(t *testing.T) []byte {
+			return goodTar[:bytes.Index(goodTar, []byte("index.json"))&^511]
+		}, "no index.json"},
+		{"not a tar", func(t *testing.T) []byte { return []byte("hello, this is not a tar archive at all") }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			drv := &countingDriver{StorageDriver: inmemory.New()}
+			raw := tc.make(t)
+			_, err := New(drv, Options{}).Import(context.Background(), bytes.NewReader(raw), int64(len(raw)))
+			if err == nil || !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want ErrBadBundle saying %q", err, tc.want)
+			}
+			if n := drv.writes.Load(); n != 0 {
+				t.Errorf("a refused bundle made %d storage writes", n)
+			}
+		})
+	}
+}
+
+func FuzzOpenBundle(f *testing.F) {
+	b, _ := sampleBundle()
+	f.Add(b.tar(&testing.T{}))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		drv := inmemory.New()
+		// Whatever the input, Import must not panic; and when it refuses
+		// the bundle nothing is written.
+		if _, err := New(drv, Options{}).Import(context.Background(), bytes.NewReader(raw), int64(len(raw))); err != nil {
+			if entries, _ := drv.List(context.Background(), "/"); len(entries) != 0 && errors.Is(err, ErrBadBundle) {
+				t.Fatalf("refused bundle left %v", entries)
+			}
+		}
+	})
+}
