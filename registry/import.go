@@ -58,22 +58,22 @@ const maxImportDepth = 8
 func (g *Registry) Import(ctx context.Context, r io.ReaderAt, size int64) (*ImportReport, error) {
 	b, err := openBundle(r, size)
 	if err != nil {
-		return nil, fmt.Errorf("import bundle: %w", err)
+		return nil, fmt.Errorf("import bundle: %w (nothing was written)", err)
 	}
 	images, err := b.images()
 	if err != nil {
-		return nil, fmt.Errorf("import bundle: %w", err)
+		return nil, fmt.Errorf("import bundle: %w (nothing was written)", err)
 	}
 	p := &importPlan{g: g, b: b, images: images, repos: map[string]*repoPlan{}, blobs: map[digest.Digest]*blobPlan{}}
 	if err := p.plan(ctx); err != nil {
-		return nil, fmt.Errorf("import bundle: %w", err)
+		return nil, fmt.Errorf("import bundle: %w (nothing was written)", err)
 	}
 	if err := p.verify(ctx); err != nil {
-		return nil, fmt.Errorf("import bundle: %w", err)
+		return nil, fmt.Errorf("import bundle: %w (nothing was written)", err)
 	}
 	rep, err := p.write(ctx)
 	if err != nil {
-		return rep, fmt.Errorf("import bundle: %w", err)
+		return rep, fmt.Errorf("import bundle: while writing (images already written are complete; importing again finishes the rest): %w", err)
 	}
 	return rep, nil
 }

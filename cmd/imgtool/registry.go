@@ -19,6 +19,7 @@ func newRegistryCmd(o *globalOptions) *cobra.Command {
 		Short: "Run an OCI distribution registry",
 	}
 	cmd.AddCommand(newRegistryServeCmd(o))
+	cmd.AddCommand(newRegistryImportCmd(o))
 	return cmd
 }
 

@@ -69,6 +69,9 @@ func (o *globalOptions) transfer(ctx context.Context, cmd *cobra.Command, j tran
 	if err != nil {
 		return err
 	}
+	if root, ok := registryRoot(j.dst); ok {
+		return o.transferToRoot(ctx, cmd, env, src, images, root, j)
+	}
 	if len(images) > 1 && j.dst.Ref != "" {
 		return fmt.Errorf("%s holds %d images and %s names one: add :REF to the source to pick it", j.src, len(images), j.dst)
 	}
@@ -212,8 +215,15 @@ func newCopyCmd(o *globalOptions) *cobra.Command {
 		Long: `Copy an image from SRC to DST without going through the local store.
 
 Both take skopeo's transports: docker://REF (or a plain reference), oci:DIR[:REF],
-oci-archive:FILE[:REF], docker-archive:FILE[:REF].`,
+oci-archive:FILE[:REF], docker-archive:FILE[:REF].
+
+A destination that names a registry and no image, docker://HOST[:PORT] (or a
+namespace in it, docker://HOST/PREFIX/ with the trailing slash), receives every
+image of SRC under its own repository path and tag, its source registry host
+dropped (referrers by digest); multi-platform images go whole unless --platform
+picks one. This carries an 'imgtool save' bundle into a registry.`,
 		Example: `  imgtool copy quay.io/org/app:1 127.0.0.1:5000/app:1
+  imgtool copy oci-archive:bundle.tar docker://127.0.0.1:5000
   imgtool copy --all-platforms docker://busybox oci:./layout:busybox
   imgtool copy oci-archive:bundle.tar docker://127.0.0.1:5000/app:1`,
 		Args: exactArgs(2),

@@ -106,9 +106,11 @@ func (a *archiveDest) Tag(_ context.Context, ref string, d ocispec.Descriptor, r
 		if parsed, err = name.ParseReference(ref); err != nil {
 			return fmt.Errorf("write %s: %w", a.loc, err)
 		}
-		entry.Annotations = map[string]string{
-			annotationImageName:       store.Canonical(parsed),
-			ocispec.AnnotationRefName: parsed.Identifier(),
+		entry.Annotations = map[string]string{annotationImageName: store.Canonical(parsed)}
+		// ref.name holds a tag, as skopeo's oci-archive:FILE:TAG looks it
+		// up; an image named by digest (a referrer) has none.
+		if _, ok := parsed.(name.Tag); ok {
+			entry.Annotations[ocispec.AnnotationRefName] = parsed.Identifier()
 		}
 	}
 	a.idx.Manifests = append(a.idx.Manifests, entry)
