@@ -96,7 +96,7 @@ func (b *testBundle) name(ref string, d ocispec.Descriptor) {
 	b.index.Manifests = append(b.index.Manifests, d)
 }
 
-func (b *testBundle) tar(t *testing.T) []byte {
+func (b *testBundle) tar(t testing.TB) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -265,6 +265,12 @@ func TestImportRefusesBadBundles(t *testing.T) {
 				}
 			}
 		}), "neither in the bundle nor in the registry"},
+		{"reserved repository name", corrupt(func(b *testBundle) {
+			b.index.Manifests[1].Annotations[annotationImageName] = "registry.example/team/_layers:1"
+		}), "invalid repository name"},
+		{"name and digest disagree", corrupt(func(b *testBundle) {
+			b.index.Manifests[3].Annotations[annotationImageName] = "registry.example/team/app@" + want["app"].String()
+		}), "names registry.example/team/app@"},
 		{"no repository", corrupt(func(b *testBundle) {
 			b.index.Manifests[0].Annotations = map[string]string{ocispec.AnnotationRefName: "1"}
 		}), "no full reference"},
@@ -290,7 +296,7 @@ func TestImportRefusesBadBundles(t *testing.T) {
 
 func FuzzOpenBundle(f *testing.F) {
 	b, _ := sampleBundle()
-	f.Add(b.tar(&testing.T{}))
+	f.Add(b.tar(f))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		drv := inmemory.New()

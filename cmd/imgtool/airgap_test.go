@@ -246,6 +246,13 @@ func TestAirgapRoundTrip(t *testing.T) {
 		}
 	}
 
+	// The bundle also loads into a local store, referrers by digest.
+	l := newCLI(t)
+	l.ok("load", "-i", bundle)
+	if loaded := l.images(); len(loaded) != len(want) || loaded[a.addr+"/team/app@"+site.digests["appSig"]].Digest != site.digests["appSig"] {
+		t.Errorf("loaded %v", loaded)
+	}
+
 	// Disconnected side: import with no server, twice.
 	b := newCLI(t)
 	out := b.ok("registry", "import", bundle)
