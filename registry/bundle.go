@@ -53,9 +53,15 @@ func openBundle(r io.ReaderAt, size int64) (*bundle, error) {
 	b := &bundle{r: r, members: map[string]section{}}
 	sr := io.NewSectionReader(r, 0, size)
 	tr := tar.NewReader(sr)
+	var end int64 // where the last member's data (padded) ends
 	for n := 0; ; n++ {
 		h, err := tr.Next()
 		if err == io.EOF {
+			// archive/tar also stops cleanly at a block boundary with no
+			// end-of-archive marker: a copy cut short there.
+			if pos, _ := sr.Seek(0, io.SeekCurrent); pos < end+2*512 {
+				return nil, badBundle("the tar ends without its end-of-archive marker after %d bytes (truncated?)", size)
+			}
 			break
 		}
 		if err != nil {
@@ -68,6 +74,11 @@ func openBundle(r io.ReaderAt, size int64) (*bundle, error) {
 		if err != nil {
 			return nil, err
 		}
+		off, err := sr.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return nil, fmt.Errorf("read bundle: %w", err)
+		}
+		end = off + (h.Size+511)&^511
 		switch h.Typeflag {
 		case tar.TypeDir, tar.TypeXGlobalHeader:
 			continue
@@ -83,10 +94,6 @@ func openBundle(r io.ReaderAt, size int64) (*bundle, error) {
 		}
 		// tar.Reader seeks over data it skips, so after Next the offset
 		// is where this member's data starts.
-		off, err := sr.Seek(0, io.SeekCurrent)
-		if err != nil {
-			return nil, fmt.Errorf("read bundle: %w", err)
-		}
 		if h.Size < 0 || off+h.Size > size {
 			return nil, badBundle("member %q runs past the end of the file (truncated?)", nm)
 		}

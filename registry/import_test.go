@@ -47,6 +47,7 @@ func (c *countingDriver) Delete(ctx context.Context, p string) error {
 type testBundle struct {
 	members []tarMember
 	index   ocispec.Index
+	noIndex bool
 }
 
 type tarMember struct {
@@ -102,7 +103,9 @@ func (b *testBundle) tar(t testing.TB) []byte {
 	tw := tar.NewWriter(&buf)
 	idx, _ := json.Marshal(b.index)
 	all := append([]tarMember{{name: "oci-layout", typ: tar.TypeReg, data: []byte(`{"imageLayoutVersion":"1.0.0"}`)}}, b.members...)
-	all = append(all, tarMember{name: "index.json", typ: tar.TypeReg, data: idx})
+	if !b.noIndex {
+		all = append(all, tarMember{name: "index.json", typ: tar.TypeReg, data: idx})
+	}
 	for _, m := range all {
 		h := &tar.Header{Name: m.name, Typeflag: m.typ, Size: int64(len(m.data)), Mode: 0o644, Linkname: m.link}
 		if m.typ != tar.TypeReg {
@@ -277,7 +280,8 @@ func TestImportRefusesBadBundles(t *testing.T) {
 		{"truncated", func(t *testing.T) []byte { return goodTar[:len(goodTar)/2] }, "truncated"},
 		{"truncated before index.json", func(t *testing.T) []byte {
 			return goodTar[:bytes.Index(goodTar, []byte("index.json"))&^511]
-		}, "no index.json"},
+		}, "without its end-of-archive marker"},
+		{"no index.json", corrupt(func(b *testBundle) { b.noIndex = true }), "no index.json"},
 		{"not a tar", func(t *testing.T) []byte { return []byte("hello, this is not a tar archive at all") }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

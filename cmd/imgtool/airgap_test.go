@@ -228,6 +228,9 @@ func TestAirgapRoundTrip(t *testing.T) {
 	got := map[string]string{}
 	for _, d := range idx.Manifests {
 		got[d.Annotations["io.containerd.image.name"]] = d.Digest.String()
+		if rn := d.Annotations["org.opencontainers.image.ref.name"]; rn != d.Annotations["io.containerd.image.name"] {
+			t.Errorf("%s: ref.name %q is not the full reference", d.Digest, rn)
+		}
 	}
 	want := map[string]string{
 		a.addr + "/team/app:1":                             site.digests["app"],

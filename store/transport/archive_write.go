@@ -106,10 +106,14 @@ func (a *archiveDest) Tag(_ context.Context, ref string, d ocispec.Descriptor, r
 		if parsed, err = name.ParseReference(ref); err != nil {
 			return fmt.Errorf("write %s: %w", a.loc, err)
 		}
-		entry.Annotations = map[string]string{annotationImageName: store.Canonical(parsed)}
-		// ref.name holds a tag, as skopeo's oci-archive:FILE:TAG looks it
-		// up; an image named by digest (a referrer) has none.
-		if _, ok := parsed.(name.Tag); ok {
+		full := store.Canonical(parsed)
+		entry.Annotations = map[string]string{annotationImageName: full}
+		// An OCI archive may hold images of many repositories (an
+		// air-gap bundle), so ref.name is the full reference, as crane
+		// writes it; a docker archive keeps docker's bare tag.
+		if a.loc.Kind == OCIArchive {
+			entry.Annotations[ocispec.AnnotationRefName] = full
+		} else if _, ok := parsed.(name.Tag); ok {
 			entry.Annotations[ocispec.AnnotationRefName] = parsed.Identifier()
 		}
 	}
