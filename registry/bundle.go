@@ -157,13 +157,14 @@ func (b *bundle) readManifest(d ocispec.Descriptor) ([]byte, error) {
 // bundleImage is one entry of the bundle's index.json: where it goes and
 // what it is.
 type bundleImage struct {
+	name string // the full reference index.json gives
 	repo string
 	tag  string // "" for an entry named by digest (a referrer)
 	desc ocispec.Descriptor
 }
 
 // images reads index.json and names each entry's repository and tag.
-func (b *bundle) images() ([]bundleImage, error) {
+func (b *bundle) images(scoped bool) ([]bundleImage, error) {
 	if _, ok := b.members[ocispec.ImageLayoutFile]; !ok {
 		return nil, badBundle("no %s member: not an OCI archive (write one with `imgtool save --format oci` or skopeo's oci-archive:)", ocispec.ImageLayoutFile)
 	}
@@ -193,7 +194,7 @@ func (b *bundle) images() ([]bundleImage, error) {
 		if !manifest.IsManifestOrIndex(d.MediaType) {
 			return nil, badBundle("%s: entry %s has media type %q, not a manifest or index", ocispec.ImageIndexFile, d.Digest, d.MediaType)
 		}
-		im, err := entryName(d)
+		im, err := entryName(d, scoped)
 		if err != nil {
 			return nil, err
 		}
@@ -206,7 +207,7 @@ func (b *bundle) images() ([]bundleImage, error) {
 // reference containerd and docker put in io.containerd.image.name, else
 // org.opencontainers.image.ref.name when it holds a full reference (as
 // crane writes it). A bare tag there names no repository.
-func entryName(d ocispec.Descriptor) (bundleImage, error) {
+func entryName(d ocispec.Descriptor, scoped bool) (bundleImage, error) {
 	full := d.Annotations[annotationImageName]
 	if full == "" {
 		if rn := d.Annotations[ocispec.AnnotationRefName]; strings.Contains(rn, "/") {
@@ -220,7 +221,7 @@ func entryName(d ocispec.Descriptor) (bundleImage, error) {
 	if err != nil {
 		return bundleImage{}, badBundle("image %s: reference %q: %v", d.Digest, full, err)
 	}
-	im := bundleImage{repo: ref.Context().RepositoryStr(), desc: d}
+	im := bundleImage{name: full, repo: BundleRepository(ref, scoped), desc: d}
 	if !validName(im.repo) {
 		return bundleImage{}, badBundle("image %s: invalid repository name %q", d.Digest, im.repo)
 	}
@@ -236,4 +237,23 @@ func entryName(d ocispec.Descriptor) (bundleImage, error) {
 		}
 	}
 	return im, nil
+}
+
+// BundleRepository is the repository an image saved as ref goes to in a
+// registry it is imported or copied into: its repository path without
+// its registry host ("quay.io/org/app:1" goes to "org/app",
+// "docker.io/library/busybox" to "library/busybox"), as containerd asks a
+// mirror for it; scoped, the host is kept as the first component
+// ("quay.io/org/app", with a port's ":" spelled "_"), so that images of
+// several registries cannot collide.
+func BundleRepository(ref name.Reference, scoped bool) string {
+	repo := ref.Context().RepositoryStr()
+	if !scoped {
+		return repo
+	}
+	host := ref.Context().RegistryStr()
+	if host == name.DefaultRegistry {
+		host = "docker.io"
+	}
+	return strings.ReplaceAll(host, ":", "_") + "/" + repo
 }

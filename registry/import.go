@@ -11,6 +11,13 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
+// ImportOptions tune Import.
+type ImportOptions struct {
+	// Scoped keeps each image's registry host as the first component of
+	// its repository (see BundleRepository).
+	Scoped bool
+}
+
 // ImportReport says what Import did.
 type ImportReport struct {
 	Images []ImportedImage
@@ -42,8 +49,8 @@ const maxImportDepth = 8
 
 // Import writes the images of an OCI image-layout archive (r, size bytes
 // long) into the registry's storage, without a server: each image under
-// the repository and tag its index.json entry names (the registry host of
-// that reference is dropped), referrers by digest with their subject
+// the repository (BundleRepository) and tag its index.json entry names,
+// referrers by digest with their subject
 // recorded, every manifest byte for byte, so every digest is the one the
 // bundle was saved with.
 //
@@ -55,12 +62,12 @@ const maxImportDepth = 8
 // first, and tags last. What the registry already holds is neither read
 // nor rewritten, so importing a bundle twice writes nothing the second
 // time.
-func (g *Registry) Import(ctx context.Context, r io.ReaderAt, size int64) (*ImportReport, error) {
+func (g *Registry) Import(ctx context.Context, r io.ReaderAt, size int64, opts ImportOptions) (*ImportReport, error) {
 	b, err := openBundle(r, size)
 	if err != nil {
 		return nil, fmt.Errorf("import bundle: %w (nothing was written)", err)
 	}
-	images, err := b.images()
+	images, err := b.images(opts.Scoped)
 	if err != nil {
 		return nil, fmt.Errorf("import bundle: %w (nothing was written)", err)
 	}
@@ -124,6 +131,17 @@ func (p *importPlan) repo(name string) *repoPlan {
 // plan reads every manifest of every image, validated as a push would be,
 // and decides for each blob whether the registry has it.
 func (p *importPlan) plan(ctx context.Context) error {
+	tags := map[string]bundleImage{}
+	for _, im := range p.images {
+		if im.tag == "" {
+			continue
+		}
+		k := im.repo + ":" + im.tag
+		if prev, ok := tags[k]; ok && prev.desc.Digest != im.desc.Digest {
+			return badBundle("%s and %s would both be %s: import with --scoped to keep their registries apart", prev.name, im.name, k)
+		}
+		tags[k] = im
+	}
 	for _, im := range p.images {
 		if err := p.walk(ctx, im.repo, im.desc, 0); err != nil {
 			return fmt.Errorf("%s@%s: %w", im.repo, im.desc.Digest, err)

@@ -88,12 +88,12 @@ func BenchmarkImport(b *testing.B) {
 				}
 				g := New(filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100}), Options{})
 				if again && i == 0 {
-					if _, err := g.Import(context.Background(), f, size); err != nil {
+					if _, err := g.Import(context.Background(), f, size, ImportOptions{}); err != nil {
 						b.Fatal(err)
 					}
 				}
 				b.StartTimer()
-				if _, err := g.Import(context.Background(), f, size); err != nil {
+				if _, err := g.Import(context.Background(), f, size, ImportOptions{}); err != nil {
 					b.Fatal(err)
 				}
 			}

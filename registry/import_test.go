@@ -13,6 +13,7 @@ import (
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -146,7 +147,7 @@ func TestImportRoundTripAndNoOp(t *testing.T) {
 	raw := b.tar(t)
 	drv := &countingDriver{StorageDriver: inmemory.New()}
 	g := New(drv, Options{})
-	rep, err := g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)))
+	rep, err := g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)), ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ func TestImportRoundTripAndNoOp(t *testing.T) {
 	}
 
 	before := drv.writes.Load()
-	rep, err = g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)))
+	rep, err = g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)), ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,14 +201,14 @@ func TestImportMovesTag(t *testing.T) {
 	first, _ := sampleBundle()
 	g := New(inmemory.New(), Options{})
 	raw := first.tar(t)
-	if _, err := g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw))); err != nil {
+	if _, err := g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)), ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	b := &testBundle{}
 	d := b.image(`{"architecture":"amd64","os":"linux","v":2}`, "shared layer", nil)
 	b.name("registry.example/team/app:1", d)
 	raw = b.tar(t)
-	rep, err := g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)))
+	rep, err := g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)), ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,6 +275,10 @@ func TestImportRefusesBadBundles(t *testing.T) {
 		{"name and digest disagree", corrupt(func(b *testBundle) {
 			b.index.Manifests[3].Annotations[annotationImageName] = "registry.example/team/app@" + want["app"].String()
 		}), "names registry.example/team/app@"},
+		{"two registries, one repository and tag", corrupt(func(b *testBundle) {
+			d := b.image(`{"architecture":"amd64","os":"linux","other":true}`, "other layer", nil)
+			b.name("quay.example/team/app:1", d)
+		}), "would both be team/app:1"},
 		{"no repository", corrupt(func(b *testBundle) {
 			b.index.Manifests[0].Annotations = map[string]string{ocispec.AnnotationRefName: "1"}
 		}), "no full reference"},
@@ -287,7 +292,7 @@ func TestImportRefusesBadBundles(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			drv := &countingDriver{StorageDriver: inmemory.New()}
 			raw := tc.make(t)
-			_, err := New(drv, Options{}).Import(context.Background(), bytes.NewReader(raw), int64(len(raw)))
+			_, err := New(drv, Options{}).Import(context.Background(), bytes.NewReader(raw), int64(len(raw)), ImportOptions{})
 			if err == nil || !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want ErrBadBundle saying %q", err, tc.want)
 			}
@@ -306,10 +311,55 @@ func FuzzOpenBundle(f *testing.F) {
 		drv := inmemory.New()
 		// Whatever the input, Import must not panic; and when it refuses
 		// the bundle nothing is written.
-		if _, err := New(drv, Options{}).Import(context.Background(), bytes.NewReader(raw), int64(len(raw))); err != nil {
+		if _, err := New(drv, Options{}).Import(context.Background(), bytes.NewReader(raw), int64(len(raw)), ImportOptions{}); err != nil {
 			if entries, _ := drv.List(context.Background(), "/"); len(entries) != 0 && errors.Is(err, ErrBadBundle) {
 				t.Fatalf("refused bundle left %v", entries)
 			}
 		}
 	})
+}
+
+func TestImportScoped(t *testing.T) {
+	b, want := sampleBundle()
+	d := b.image(`{"architecture":"amd64","os":"linux","other":true}`, "other layer", nil)
+	b.name("quay.example:5000/team/app:1", d)
+	raw := b.tar(t)
+	g := New(inmemory.New(), Options{})
+	if _, err := g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)), ImportOptions{Scoped: true}); err != nil {
+		t.Fatal(err)
+	}
+	c := &client{t: t, h: g}
+	for target, dg := range map[string]digest.Digest{
+		"/v2/registry.example/team/app/manifests/1":   want["app"],
+		"/v2/quay.example_5000/team/app/manifests/1":  d.Digest,
+		"/v2/registry.example/team/multi/manifests/3": want["multi"],
+	} {
+		w := c.do("GET", target, nil)
+		c.want(w, http.StatusOK, "")
+		if got := w.Header().Get("Docker-Content-Digest"); got != dg.String() {
+			t.Errorf("%s: %s, want %s", target, got, dg)
+		}
+	}
+}
+
+func TestBundleRepository(t *testing.T) {
+	for _, tc := range []struct {
+		ref           string
+		plain, scoped string
+	}{
+		{"busybox", "library/busybox", "docker.io/library/busybox"},
+		{"quay.io/org/app:1", "org/app", "quay.io/org/app"},
+		{"127.0.0.1:5000/team/app@sha256:0123456789012345678901234567890123456789012345678901234567890123", "team/app", "127.0.0.1_5000/team/app"},
+	} {
+		r, err := name.ParseReference(tc.ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := BundleRepository(r, false); got != tc.plain {
+			t.Errorf("%s: %s, want %s", tc.ref, got, tc.plain)
+		}
+		if got := BundleRepository(r, true); got != tc.scoped || !validName(got) {
+			t.Errorf("%s scoped: %s, want %s (valid)", tc.ref, got, tc.scoped)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/imgtool/imgtool/registry"
 	"github.com/imgtool/imgtool/store"
 	"github.com/imgtool/imgtool/store/transport"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -38,9 +39,9 @@ func registryRoot(dst transport.Location) (string, bool) {
 	return ref, host == "localhost" || strings.Contains(host, ".")
 }
 
-// rootedName is where image n goes under root: its repository path (its
-// own registry host dropped) and its tag or digest.
-func rootedName(root string, im store.Image) (string, error) {
+// rootedName is where image im goes under root: the repository
+// registry import would give it, and its tag or digest.
+func rootedName(root string, im store.Image, scoped bool) (string, error) {
 	if im.Name == "" {
 		return "", fmt.Errorf("image %s has no name in the source: copy it alone to docker://HOST/REPOSITORY:TAG", im.Descriptor.Digest)
 	}
@@ -52,7 +53,25 @@ func rootedName(root string, im store.Image) (string, error) {
 	if _, ok := ref.(name.Digest); ok {
 		sep = "@"
 	}
-	return root + "/" + ref.Context().RepositoryStr() + sep + ref.Identifier(), nil
+	return root + "/" + registry.BundleRepository(ref, scoped) + sep + ref.Identifier(), nil
+}
+
+// rootedNames names every image under root, refusing two different
+// images that would get one name.
+func rootedNames(root string, images []store.Image, scoped bool) ([]string, error) {
+	names := make([]string, len(images))
+	seen := map[string]store.Image{}
+	for i, im := range images {
+		n, err := rootedName(root, im, scoped)
+		if err != nil {
+			return nil, err
+		}
+		if prev, ok := seen[n]; ok && prev.Descriptor.Digest != im.Descriptor.Digest {
+			return nil, fmt.Errorf("%s and %s would both be %s: copy with --scoped to keep their registries apart", prev.Name, im.Name, n)
+		}
+		seen[n], names[i] = im, n
+	}
+	return names, nil
 }
 
 // transferToRoot copies every image of src into the registry (namespace)
@@ -63,16 +82,15 @@ func (o *globalOptions) transferToRoot(ctx context.Context, cmd *cobra.Command, 
 	if f := cmd.Flags().Lookup("platform"); f == nil || !f.Changed {
 		j.opts.AllPlatforms = true
 	}
+	names, err := rootedNames(root, images, j.scoped)
+	if err != nil {
+		return err
+	}
 	disp := newDisplay(ctx, o.progress, os.Stderr)
 	j.opts.Progress = disp
 	var done []ocispec.Descriptor
-	var names []string
-	for _, im := range images {
-		n, err := rootedName(root, im)
-		if err != nil {
-			disp.Wait()
-			return err
-		}
+	for i, im := range images {
+		n := names[i]
 		dst, err := transport.OpenDestination(ctx, transport.Location{Kind: transport.Registry, Ref: n}, env)
 		if err != nil {
 			disp.Wait()
@@ -86,7 +104,7 @@ func (o *globalOptions) transferToRoot(ctx context.Context, cmd *cobra.Command, 
 			disp.Wait()
 			return fmt.Errorf("copy %s to %s: %w", im.Name, n, err)
 		}
-		done, names = append(done, d), append(names, n)
+		done = append(done, d)
 	}
 	disp.Wait()
 	for i, d := range done {

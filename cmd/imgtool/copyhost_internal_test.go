@@ -6,6 +6,7 @@ import (
 
 	"github.com/imgtool/imgtool/store"
 	"github.com/imgtool/imgtool/store/transport"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 func TestRegistryRoot(t *testing.T) {
@@ -35,17 +36,21 @@ func TestRegistryRoot(t *testing.T) {
 }
 
 func TestRootedName(t *testing.T) {
-	for _, tc := range []struct{ name, want string }{
-		{"quay.io/org/app:1", "127.0.0.1:5000/org/app:1"},
-		{"docker.io/library/busybox:latest", "127.0.0.1:5000/library/busybox:latest"},
-		{"quay.io/org/app@sha256:0123456789012345678901234567890123456789012345678901234567890123", "127.0.0.1:5000/org/app@sha256:0123456789012345678901234567890123456789012345678901234567890123"},
+	for _, tc := range []struct {
+		name, want string
+		scoped     bool
+	}{
+		{"quay.io/org/app:1", "127.0.0.1:5000/org/app:1", false},
+		{"quay.io/org/app:1", "127.0.0.1:5000/quay.io/org/app:1", true},
+		{"docker.io/library/busybox:latest", "127.0.0.1:5000/library/busybox:latest", false},
+		{"quay.io/org/app@sha256:0123456789012345678901234567890123456789012345678901234567890123", "127.0.0.1:5000/org/app@sha256:0123456789012345678901234567890123456789012345678901234567890123", false},
 	} {
-		got, err := rootedName("127.0.0.1:5000", store.Image{Name: tc.name})
+		got, err := rootedName("127.0.0.1:5000", store.Image{Name: tc.name}, tc.scoped)
 		if err != nil || got != tc.want {
 			t.Errorf("rootedName(%q) = %q, %v; want %q", tc.name, got, err, tc.want)
 		}
 	}
-	if _, err := rootedName("h.example", store.Image{}); err == nil {
+	if _, err := rootedName("h.example", store.Image{}, false); err == nil {
 		t.Error("an unnamed image got a name")
 	}
 }
@@ -59,5 +64,17 @@ func TestParseImageList(t *testing.T) {
 		if _, err := parseImageList(strings.NewReader(bad), "list"); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestRootedNamesRefusesCollisions(t *testing.T) {
+	a := store.Image{Name: "docker.io/team/app:1", Descriptor: ocispec.Descriptor{Digest: "sha256:aa"}}
+	b := store.Image{Name: "quay.io/team/app:1", Descriptor: ocispec.Descriptor{Digest: "sha256:bb"}}
+	if _, err := rootedNames("h.example", []store.Image{a, b}, false); err == nil || !strings.Contains(err.Error(), "--scoped") {
+		t.Errorf("collision not refused: %v", err)
+	}
+	names, err := rootedNames("h.example", []store.Image{a, b, a}, true)
+	if err != nil || names[0] != "h.example/docker.io/team/app:1" || names[1] != "h.example/quay.io/team/app:1" {
+		t.Errorf("scoped: %v, %v", names, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 )
 
 func newRegistryImportCmd(o *globalOptions) *cobra.Command {
+	var opts registry.ImportOptions
 	cmd := &cobra.Command{
 		Use:   "import BUNDLE.tar",
 		Short: "Write the images of an OCI archive bundle into the registry's storage, no server needed",
@@ -22,7 +23,8 @@ func newRegistryImportCmd(o *globalOptions) *cobra.Command {
 oci-archive:) into the registry's data under <root>/registry, as if each had
 been pushed: the repository and tag come from each image's full reference in
 the archive's index.json (io.containerd.image.name, as imgtool save, docker 25
-and containerd write it), without its registry host; referrers keep their
+and containerd write it), without its registry host unless --scoped (two images
+that would then share a repository and tag are refused); referrers keep their
 subject, and every manifest is stored byte for byte, so every digest stays the
 one that was saved. A server may be running on the same data meanwhile.
 
@@ -62,13 +64,14 @@ second time changes nothing. BUNDLE may be - to read standard input.`,
 				return fmt.Errorf("import bundle: %w", err)
 			}
 			drv := filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: 100})
-			rep, err := registry.New(drv, registry.Options{}).Import(cmd.Context(), f, fi.Size())
+			rep, err := registry.New(drv, registry.Options{}).Import(cmd.Context(), f, fi.Size(), opts)
 			if err != nil {
 				return err
 			}
 			return printImportReport(cmd.OutOrStdout(), rep)
 		},
 	}
+	cmd.Flags().BoolVar(&opts.Scoped, "scoped", false, "keep each image's registry host as the first component of its repository (quay.io/org/app stays quay.io/org/app), as skopeo sync --scoped")
 	return cmd
 }
 

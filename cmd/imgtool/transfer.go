@@ -46,6 +46,9 @@ type transferJob struct {
 	name func(store.Image) (string, error)
 	// verb is what the summary line says was done.
 	verb string
+	// scoped keeps source registry hosts in repository paths when the
+	// destination is a registry root (registry.BundleRepository).
+	scoped bool
 }
 
 // run opens both ends, copies, and closes the destination only when every
@@ -208,6 +211,7 @@ func destName(dst transport.Location) func(store.Image) (string, error) {
 
 func newCopyCmd(o *globalOptions) *cobra.Command {
 	var pf platformFlags
+	var scoped bool
 	cmd := &cobra.Command{
 		Use:     "copy SRC DST",
 		Aliases: []string{"cp"},
@@ -221,7 +225,8 @@ A destination that names a registry and no image, docker://HOST[:PORT] (or a
 namespace in it, docker://HOST/PREFIX/ with the trailing slash), receives every
 image of SRC under its own repository path and tag, its source registry host
 dropped (referrers by digest); multi-platform images go whole unless --platform
-picks one. This carries an 'imgtool save' bundle into a registry.`,
+picks one (--scoped keeps the source registry host: quay.io/org/app goes to
+HOST/quay.io/org/app). This carries an 'imgtool save' bundle into a registry.`,
 		Example: `  imgtool copy quay.io/org/app:1 127.0.0.1:5000/app:1
   imgtool copy oci-archive:bundle.tar docker://127.0.0.1:5000
   imgtool copy --all-platforms docker://busybox oci:./layout:busybox
@@ -240,9 +245,10 @@ picks one. This carries an 'imgtool save' bundle into a registry.`,
 			if err != nil {
 				return err
 			}
-			return o.transfer(cmd.Context(), cmd, transferJob{src: src, dst: dst, opts: opts, name: destName(dst), verb: "Copied"})
+			return o.transfer(cmd.Context(), cmd, transferJob{src: src, dst: dst, opts: opts, name: destName(dst), verb: "Copied", scoped: scoped})
 		},
 	}
 	pf.register(cmd)
+	cmd.Flags().BoolVar(&scoped, "scoped", false, "into a registry root: keep each image's source registry host as the first component of its repository (as skopeo sync --scoped)")
 	return cmd
 }
