@@ -71,7 +71,7 @@ func (g *Registry) Import(ctx context.Context, r io.ReaderAt, size int64, opts I
 	if err != nil {
 		return nil, fmt.Errorf("import bundle: %w (nothing was written)", err)
 	}
-	p := &importPlan{g: g, b: b, images: images, repos: map[string]*repoPlan{}, blobs: map[digest.Digest]*blobPlan{}}
+	p := &importPlan{g: g, b: b, images: images, repos: map[string]*repoPlan{}, blobs: map[digest.Digest]*blobPlan{}, parsed: map[digest.Digest]*manifestPlan{}}
 	if err := p.plan(ctx); err != nil {
 		return nil, fmt.Errorf("import bundle: %w (nothing was written)", err)
 	}
@@ -93,6 +93,9 @@ type importPlan struct {
 	order     []string // repositories in the order the bundle names them
 	blobs     map[digest.Digest]*blobPlan
 	blobOrder []digest.Digest
+	// parsed holds each manifest read, held counts their bytes.
+	parsed map[digest.Digest]*manifestPlan
+	held   int64
 }
 
 // repoPlan is what one repository receives.
@@ -161,14 +164,11 @@ func (p *importPlan) walk(ctx context.Context, repo string, d ocispec.Descriptor
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	body, err := p.b.readManifest(d)
+	m, err := p.manifest(d)
 	if err != nil {
 		return err
 	}
-	doc, err := parseManifest(body, d.MediaType)
-	if err != nil {
-		return badBundle("manifest %s: %v", d.Digest, err)
-	}
+	doc := m.doc
 	if doc.Config != nil {
 		for _, bd := range append([]ocispec.Descriptor{*doc.Config}, doc.Layers...) {
 			if err := p.addBlob(ctx, rp, repo, bd); err != nil {
@@ -188,8 +188,36 @@ func (p *importPlan) walk(ctx context.Context, repo string, d ocispec.Descriptor
 		}
 	}
 	rp.seen[d.Digest] = true
-	rp.manifests = append(rp.manifests, &manifestPlan{desc: ocispec.Descriptor{MediaType: doc.MediaType, Digest: d.Digest, Size: int64(len(body))}, body: body, doc: doc})
+	rp.manifests = append(rp.manifests, m)
 	return nil
+}
+
+// maxPlanManifestBytes bounds the manifests a plan holds in memory.
+const maxPlanManifestBytes = 256 << 20
+
+// manifest reads and parses manifest d once, whatever the repositories
+// that list it.
+func (p *importPlan) manifest(d ocispec.Descriptor) (*manifestPlan, error) {
+	if m, ok := p.parsed[d.Digest]; ok {
+		if _, err := parseManifest(m.body, d.MediaType); err != nil {
+			return nil, badBundle("manifest %s: %v", d.Digest, err)
+		}
+		return m, nil
+	}
+	if p.held += d.Size; p.held > maxPlanManifestBytes {
+		return nil, badBundle("its manifests add up to more than %d bytes", maxPlanManifestBytes)
+	}
+	body, err := p.b.readManifest(d)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := parseManifest(body, d.MediaType)
+	if err != nil {
+		return nil, badBundle("manifest %s: %v", d.Digest, err)
+	}
+	m := &manifestPlan{desc: ocispec.Descriptor{MediaType: doc.MediaType, Digest: d.Digest, Size: int64(len(body))}, body: body, doc: doc}
+	p.parsed[d.Digest] = m
+	return m, nil
 }
 
 // addBlob records that repo references blob d. A blob the registry
