@@ -221,8 +221,9 @@ func newCopyCmd(o *globalOptions) *cobra.Command {
 Both take skopeo's transports: docker://REF (or a plain reference), oci:DIR[:REF],
 oci-archive:FILE[:REF], docker-archive:FILE[:REF].
 
-A destination that names a registry and no image, docker://HOST[:PORT] (or a
-namespace in it, docker://HOST/PREFIX/ with the trailing slash), receives every
+A destination that names a registry and no image, docker://HOST[:PORT] (a host
+with a dot, or localhost; any host with a trailing slash: docker://HOST:PORT/),
+or a namespace in it (docker://HOST/PREFIX/, trailing slash), receives every
 image of SRC under its own repository path and tag, its source registry host
 dropped (referrers by digest); multi-platform images go whole unless --platform
 picks one (--scoped keeps the source registry host: quay.io/org/app goes to
