@@ -164,7 +164,7 @@ type bundleImage struct {
 }
 
 // images reads index.json and names each entry's repository and tag.
-func (b *bundle) images(scoped bool) ([]bundleImage, error) {
+func (b *bundle) images(opts ImportOptions) ([]bundleImage, error) {
 	if _, ok := b.members[ocispec.ImageLayoutFile]; !ok {
 		return nil, badBundle("no %s member: not an OCI archive (write one with `imgtool save --format oci` or skopeo's oci-archive:)", ocispec.ImageLayoutFile)
 	}
@@ -194,7 +194,7 @@ func (b *bundle) images(scoped bool) ([]bundleImage, error) {
 		if !manifest.IsManifestOrIndex(d.MediaType) {
 			return nil, badBundle("%s: entry %s has media type %q, not a manifest or index", ocispec.ImageIndexFile, d.Digest, d.MediaType)
 		}
-		im, err := entryName(d, scoped)
+		im, err := entryName(d, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -206,22 +206,32 @@ func (b *bundle) images(scoped bool) ([]bundleImage, error) {
 // entryName finds the repository and tag of an index.json entry: the full
 // reference containerd and docker put in io.containerd.image.name, else
 // org.opencontainers.image.ref.name when it holds a full reference (as
-// crane writes it). A bare tag there names no repository.
-func entryName(d ocispec.Descriptor, scoped bool) (bundleImage, error) {
+// crane and skopeo write it). A bare tag there (what buildx and skopeo
+// write with oci-archive:FILE:TAG), or no name at all, goes to
+// opts.Repository when it is set.
+func entryName(d ocispec.Descriptor, opts ImportOptions) (bundleImage, error) {
 	full := d.Annotations[annotationImageName]
-	if full == "" {
-		if rn := d.Annotations[ocispec.AnnotationRefName]; strings.Contains(rn, "/") {
-			full = rn
-		}
+	rn := d.Annotations[ocispec.AnnotationRefName]
+	if full == "" && strings.Contains(rn, "/") {
+		full = rn
 	}
 	if full == "" {
-		return bundleImage{}, badBundle("image %s has no full reference (annotation %s, or %s with a repository): the registry cannot tell which repository it belongs to", d.Digest, annotationImageName, ocispec.AnnotationRefName)
+		if opts.Repository == "" {
+			return bundleImage{}, badBundle("image %s has no full reference (annotation %s, or %s with a repository): name its repository with --repository", d.Digest, annotationImageName, ocispec.AnnotationRefName)
+		}
+		full = opts.Repository + "@" + d.Digest.String()
+		if rn != "" {
+			full = opts.Repository + ":" + rn
+		}
 	}
 	ref, err := name.ParseReference(full)
 	if err != nil {
 		return bundleImage{}, badBundle("image %s: reference %q: %v", d.Digest, full, err)
 	}
-	im := bundleImage{name: full, repo: BundleRepository(ref, scoped), desc: d}
+	im := bundleImage{name: full, repo: BundleRepository(ref, opts.Scoped), desc: d}
+	if opts.Repository != "" && d.Annotations[annotationImageName] == "" && !strings.Contains(rn, "/") {
+		im.repo = opts.Repository
+	}
 	if !validName(im.repo) {
 		return bundleImage{}, badBundle("image %s: invalid repository name %q", d.Digest, im.repo)
 	}

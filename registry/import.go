@@ -16,6 +16,9 @@ type ImportOptions struct {
 	// Scoped keeps each image's registry host as the first component of
 	// its repository (see BundleRepository).
 	Scoped bool
+	// Repository receives the images index.json names by a bare tag or
+	// not at all.
+	Repository string
 }
 
 // ImportReport says what Import did.
@@ -67,7 +70,7 @@ func (g *Registry) Import(ctx context.Context, r io.ReaderAt, size int64, opts I
 	if err != nil {
 		return nil, fmt.Errorf("import bundle: %w (nothing was written)", err)
 	}
-	images, err := b.images(opts.Scoped)
+	images, err := b.images(opts)
 	if err != nil {
 		return nil, fmt.Errorf("import bundle: %w (nothing was written)", err)
 	}

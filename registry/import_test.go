@@ -363,3 +363,31 @@ func TestBundleRepository(t *testing.T) {
 		}
 	}
 }
+
+// A bundle that names images by bare tag (buildx, skopeo oci-archive:F:TAG)
+// or not at all goes to the repository the operator names.
+func TestImportIntoNamedRepository(t *testing.T) {
+	b := &testBundle{}
+	tagged := b.image(`{"architecture":"amd64","os":"linux"}`, "tagged layer", nil)
+	unnamed := b.image(`{"architecture":"arm64","os":"linux"}`, "unnamed layer", nil)
+	tagged.Annotations = map[string]string{ocispec.AnnotationRefName: "v1"}
+	b.index.Manifests = append(b.index.Manifests, tagged, unnamed)
+	raw := b.tar(t)
+	g := New(inmemory.New(), Options{})
+	if _, err := g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)), ImportOptions{}); err == nil || !strings.Contains(err.Error(), "--repository") {
+		t.Fatalf("unnamed images imported without --repository: %v", err)
+	}
+	rep, err := g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)), ImportOptions{Repository: "site/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Images) != 2 || rep.Images[0].Repository != "site/app" || rep.Images[0].Tag != "v1" || rep.Images[1].Tag != "" {
+		t.Fatalf("report %+v", rep.Images)
+	}
+	c := &client{t: t, h: g}
+	c.want(c.do("GET", "/v2/site/app/manifests/v1", nil), http.StatusOK, "")
+	c.want(c.do("GET", "/v2/site/app/manifests/"+unnamed.Digest.String(), nil), http.StatusOK, "")
+	if _, err := g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)), ImportOptions{Repository: "Bad_Name"}); err == nil {
+		t.Error("an invalid --repository was accepted")
+	}
+}

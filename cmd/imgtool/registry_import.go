@@ -33,6 +33,7 @@ parsed and every blob the registry lacks hashed. Blobs and manifests the
 registry already has are neither read nor rewritten, so importing a bundle a
 second time changes nothing. BUNDLE may be - to read standard input.`,
 		Example: `  imgtool --root /srv/imgtool registry import bundle.tar
+  imgtool --root /srv/imgtool registry import --repository team/app app-oci.tar
   imgtool --root /srv/imgtool registry serve --addr 0.0.0.0:5000`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -71,6 +72,7 @@ second time changes nothing. BUNDLE may be - to read standard input.`,
 			return printImportReport(cmd.OutOrStdout(), rep)
 		},
 	}
+	cmd.Flags().StringVar(&opts.Repository, "repository", "", "repository for the images the bundle names only by tag (skopeo oci-archive:FILE:TAG) or not at all (buildx type=oci without a name)")
 	cmd.Flags().BoolVar(&opts.Scoped, "scoped", false, "keep each image's registry host as the first component of its repository (quay.io/org/app stays quay.io/org/app), as skopeo sync --scoped")
 	return cmd
 }
