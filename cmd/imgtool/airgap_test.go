@@ -375,3 +375,39 @@ func rewriteTar(t *testing.T, raw []byte, edit func(*tar.Header, []byte) []byte,
 	must(t, tw.Close())
 	return out.Bytes()
 }
+
+// TestRegistryImportSkopeoArchive imports what an independent tool wrote:
+// skopeo's oci-archive, named by full reference and by bare tag.
+func TestRegistryImportSkopeoArchive(t *testing.T) {
+	a := startRegistry(t, t.TempDir(), "--access-log=false")
+	pushRandom(t, a.addr+"/team/app:1")
+	dir := t.TempDir()
+	full, bare := filepath.Join(dir, "full.tar"), filepath.Join(dir, "bare.tar")
+	skopeo(t, "copy", "--src-tls-verify=false", "docker://"+a.addr+"/team/app:1", "oci-archive:"+full+":"+a.addr+"/team/app:1")
+	skopeo(t, "copy", "--src-tls-verify=false", "docker://"+a.addr+"/team/app:1", "oci-archive:"+bare+":v1")
+	// skopeo converts the Docker manifest to OCI: the digest to keep is
+	// the one of the manifest it wrote.
+	_, small := tarMembers(t, full)
+	var idx struct{ Manifests []v1.Descriptor }
+	if err := json.Unmarshal(small["index.json"], &idx); err != nil || len(idx.Manifests) != 1 {
+		t.Fatalf("skopeo's index.json: %s (%v)", small["index.json"], err)
+	}
+	want := idx.Manifests[0].Digest.String()
+
+	b := newCLI(t)
+	if out := b.ok("registry", "import", full); importStatus(out, "imported") != 1 {
+		t.Errorf("import of skopeo's archive:\n%s", out)
+	}
+	if line := b.fail(1, "registry", "import", bare); !strings.Contains(line, "--repository") {
+		t.Errorf("bare-tag archive: %s", line)
+	}
+	if out := b.ok("registry", "import", "--repository", "team/app", bare); !strings.Contains(out, "0 blob(s) written") {
+		t.Errorf("bare-tag archive into team/app:\n%s", out)
+	}
+	srv := startRegistry(t, b.root, "--access-log=false")
+	for _, r := range []string{srv.addr + "/team/app:1", srv.addr + "/team/app:v1"} {
+		if got := mustv(remote.Get(ref(t, r)))(t).Digest.String(); got != want {
+			t.Errorf("%s: %s, want %s", r, got, want)
+		}
+	}
+}
