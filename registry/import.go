@@ -60,9 +60,9 @@ const maxImportDepth = 8
 // It works in three passes so that a bad bundle changes nothing: plan
 // (read and validate index.json and every manifest, and find what the
 // registry lacks), verify (hash every blob to be written), then write,
-// through the registry's own write paths: blobs through an upload session
-// verified again as they stream, then the links, manifests children
-// first, and tags last. What the registry already holds is neither read
+// image by image, through the registry's own write paths: blobs through an
+// upload session verified again as they stream, each manifest right after
+// its blobs (children first), the tag right after the image. What the registry already holds is neither read
 // nor rewritten, so importing a bundle twice writes nothing the second
 // time.
 func (g *Registry) Import(ctx context.Context, r io.ReaderAt, size int64, opts ImportOptions) (*ImportReport, error) {
@@ -96,6 +96,9 @@ type importPlan struct {
 	order     []string // repositories in the order the bundle names them
 	blobs     map[digest.Digest]*blobPlan
 	blobOrder []digest.Digest
+	// spans[i] is the part of its repository's manifests that image i
+	// adds (children first, itself last).
+	spans [][2]int
 	// parsed holds each manifest read, held counts their bytes.
 	parsed map[digest.Digest]*manifestPlan
 	held   int64
@@ -105,7 +108,6 @@ type importPlan struct {
 type repoPlan struct {
 	manifests []*manifestPlan // children before the indexes that list them
 	seen      map[digest.Digest]bool
-	blobs     []digest.Digest
 	hasBlob   map[digest.Digest]bool
 }
 
@@ -115,12 +117,11 @@ type manifestPlan struct {
 	doc  *manifestDoc
 }
 
-// blobPlan is one blob of the bundle: whether it must be written, and the
-// repository whose upload session writes it.
+// blobPlan is one blob of the bundle: whether it must be written.
 type blobPlan struct {
 	desc  ocispec.Descriptor
-	write bool
-	repo  string
+	write bool // the registry lacks it
+	done  bool // written
 	data  *io.SectionReader
 }
 
@@ -149,11 +150,29 @@ func (p *importPlan) plan(ctx context.Context) error {
 		tags[k] = im
 	}
 	for _, im := range p.images {
+		rp := p.repo(im.repo)
+		start := len(rp.manifests)
 		if err := p.walk(ctx, im.repo, im.desc, 0); err != nil {
 			return fmt.Errorf("%s@%s: %w", im.repo, im.desc.Digest, err)
 		}
+		p.spans = append(p.spans, [2]int{start, len(rp.manifests)})
 	}
 	return nil
+}
+
+// blobsOf lists the blobs a manifest references: config and layers, or
+// the children of an index that are not manifests.
+func blobsOf(doc *manifestDoc) []ocispec.Descriptor {
+	var out []ocispec.Descriptor
+	if doc.Config != nil {
+		out = append(append(out, *doc.Config), doc.Layers...)
+	}
+	for _, c := range doc.Manifests {
+		if !manifest.IsManifestOrIndex(c.MediaType) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (p *importPlan) walk(ctx context.Context, repo string, d ocispec.Descriptor, depth int) error {
@@ -171,19 +190,13 @@ func (p *importPlan) walk(ctx context.Context, repo string, d ocispec.Descriptor
 	if err != nil {
 		return err
 	}
-	doc := m.doc
-	if doc.Config != nil {
-		for _, bd := range append([]ocispec.Descriptor{*doc.Config}, doc.Layers...) {
-			if err := p.addBlob(ctx, rp, repo, bd); err != nil {
-				return err
-			}
+	for _, bd := range blobsOf(m.doc) {
+		if err := p.addBlob(ctx, rp, bd); err != nil {
+			return err
 		}
 	}
-	for _, c := range doc.Manifests {
+	for _, c := range m.doc.Manifests {
 		if !manifest.IsManifestOrIndex(c.MediaType) {
-			if err := p.addBlob(ctx, rp, repo, c); err != nil {
-				return err
-			}
 			continue
 		}
 		if err := p.walk(ctx, repo, c, depth+1); err != nil {
@@ -227,7 +240,7 @@ func (p *importPlan) manifest(d ocispec.Descriptor) (*manifestPlan, error) {
 // already holds is linked without reading the bundle; one it lacks must
 // be in the bundle. Non-distributable layers are never pushed, so never
 // imported.
-func (p *importPlan) addBlob(ctx context.Context, rp *repoPlan, repo string, d ocispec.Descriptor) error {
+func (p *importPlan) addBlob(ctx context.Context, rp *repoPlan, d ocispec.Descriptor) error {
 	if err := manifest.ValidateDescriptor(d); err != nil {
 		return badBundle("%v", err)
 	}
@@ -238,14 +251,13 @@ func (p *importPlan) addBlob(ctx context.Context, rp *repoPlan, repo string, d o
 		return badBundle("blob %s: %v", d.Digest, err)
 	}
 	rp.hasBlob[d.Digest] = true
-	rp.blobs = append(rp.blobs, d.Digest)
 	if bp, ok := p.blobs[d.Digest]; ok {
 		if bp.desc.Size != d.Size {
 			return badBundle("blob %s is described with sizes %d and %d", d.Digest, bp.desc.Size, d.Size)
 		}
 		return nil
 	}
-	bp := &blobPlan{desc: d, repo: repo}
+	bp := &blobPlan{desc: d}
 	have, err := p.g.globalBlobSize(ctx, d.Digest)
 	var ae *apiError
 	switch {

@@ -6,80 +6,88 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/imgtool/imgtool/manifest"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// write carries out a verified plan. The order is the server's: blob data
-// before the links that make it visible, a manifest only once everything
-// it references is linked, tags last. A failure half-way (a full disk)
-// leaves images that are either complete or absent, and a retry finishes
-// the job.
+// write carries out a verified plan, image by image, in the server's
+// order: a blob's data before the link that makes it visible, each
+// manifest right after the blobs it references (children before their
+// index), and the image's tag right after its manifest. Nothing written
+// thus waits long without a manifest or a tag referencing it, which
+// garbage collection's grace period relies on; and a failure half-way (a
+// full disk) leaves images that are complete or absent, which a retry
+// finishes.
 func (p *importPlan) write(ctx context.Context) (*ImportReport, error) {
 	rep := &ImportReport{}
 	for _, dg := range p.blobOrder {
-		bp := p.blobs[dg]
-		if !bp.write {
+		if !p.blobs[dg].write {
 			rep.BlobsPresent++
-			continue
 		}
-		if err := p.g.putBlob(ctx, bp.repo, bp.desc, io.NewSectionReader(bp.data, 0, bp.data.Size())); err != nil {
-			return rep, err
-		}
-		rep.BlobsWritten++
-		rep.BytesWritten += bp.desc.Size
 	}
-	written := map[string]map[digest.Digest]bool{}
-	for _, repo := range p.order {
-		w, err := p.writeRepo(ctx, repo, p.repos[repo])
-		if err != nil {
-			return rep, err
+	for i, im := range p.images {
+		rp := p.repos[im.repo]
+		stored := false
+		for _, m := range rp.manifests[p.spans[i][0]:p.spans[i][1]] {
+			ok, err := p.writeManifest(ctx, im.repo, m, rep)
+			if err != nil {
+				return rep, err
+			}
+			stored = stored || ok
 		}
-		written[repo] = w
-	}
-	for _, im := range p.images {
 		out, err := p.tag(ctx, im)
 		if err != nil {
 			return rep, err
 		}
-		out.Present = out.Present && !written[im.repo][im.desc.Digest]
+		out.Present = out.Present && !stored
 		rep.Images = append(rep.Images, out)
 	}
 	return rep, nil
 }
 
-// writeRepo links the repository's blobs and stores its manifests that it
-// lacks; it returns the manifests it stored.
-func (p *importPlan) writeRepo(ctx context.Context, repo string, rp *repoPlan) (map[digest.Digest]bool, error) {
-	for _, dg := range rp.blobs {
-		ok, err := p.g.exists(ctx, layerLinkPath(repo, dg))
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			if err := p.g.linkBlob(ctx, repo, dg); err != nil {
-				return nil, err
-			}
-		}
-	}
-	stored := map[digest.Digest]bool{}
-	for _, m := range rp.manifests {
-		ok, err := p.g.exists(ctx, revisionLinkPath(repo, m.desc.Digest))
-		if err != nil {
-			return nil, err
-		}
-		if ok {
+// writeManifest writes and links the blobs of m that repo lacks, then
+// stores m there unless it is there already; it says whether it stored m.
+func (p *importPlan) writeManifest(ctx context.Context, repo string, m *manifestPlan, rep *ImportReport) (bool, error) {
+	for _, bd := range blobsOf(m.doc) {
+		if manifest.IsNonDistributable(bd.MediaType) {
 			continue
 		}
-		if err := p.g.checkReferences(ctx, repo, m.doc); err != nil {
-			return nil, fmt.Errorf("store manifest %s in %s: %w", m.desc.Digest, repo, err)
+		if err := p.writeBlob(ctx, repo, bd.Digest, rep); err != nil {
+			return false, err
 		}
-		if err := p.g.storeManifest(ctx, repo, m.desc, m.body, m.doc, nil); err != nil {
-			return nil, err
-		}
-		stored[m.desc.Digest] = true
 	}
-	return stored, nil
+	ok, err := p.g.exists(ctx, revisionLinkPath(repo, m.desc.Digest))
+	if err != nil || ok {
+		return false, err
+	}
+	if err := p.g.checkReferences(ctx, repo, m.doc); err != nil {
+		return false, fmt.Errorf("store manifest %s in %s: %w", m.desc.Digest, repo, err)
+	}
+	if err := p.g.storeManifest(ctx, repo, m.desc, m.body, m.doc, nil); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// writeBlob writes blob dg from the bundle unless the registry has it,
+// and links it into repo unless it is linked already.
+func (p *importPlan) writeBlob(ctx context.Context, repo string, dg digest.Digest, rep *ImportReport) error {
+	bp := p.blobs[dg]
+	if bp.write && !bp.done {
+		if err := p.g.putBlob(ctx, repo, bp.desc, io.NewSectionReader(bp.data, 0, bp.data.Size())); err != nil {
+			return err
+		}
+		bp.done = true
+		rep.BlobsWritten++
+		rep.BytesWritten += bp.desc.Size
+		return nil
+	}
+	ok, err := p.g.exists(ctx, layerLinkPath(repo, dg))
+	if err != nil || ok {
+		return err
+	}
+	return p.g.linkBlob(ctx, repo, dg)
 }
 
 // tag points the entry's tag at its manifest unless it already does, and
