@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
@@ -389,5 +390,40 @@ func TestImportIntoNamedRepository(t *testing.T) {
 	c.want(c.do("GET", "/v2/site/app/manifests/"+unnamed.Digest.String(), nil), http.StatusOK, "")
 	if _, err := g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)), ImportOptions{Repository: "Bad_Name"}); err == nil {
 		t.Error("an invalid --repository was accepted")
+	}
+}
+
+// Two imports of one bundle at once, as two processes over one data
+// directory would run them, both succeed and leave one consistent copy.
+func TestImportConcurrent(t *testing.T) {
+	b, want := sampleBundle()
+	raw := b.tar(t)
+	root := t.TempDir()
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			g := New(filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100}), Options{})
+			_, err := g.Import(context.Background(), bytes.NewReader(raw), int64(len(raw)), ImportOptions{})
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := New(filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100}), Options{})
+	c := &client{t: t, h: g}
+	for target, dg := range map[string]digest.Digest{"/v2/team/app/manifests/1": want["app"], "/v2/team/multi/manifests/3": want["multi"]} {
+		w := c.do("GET", target, nil)
+		c.want(w, http.StatusOK, "")
+		if got := digest.FromBytes(w.Body.Bytes()); got != dg {
+			t.Errorf("%s: %s, want %s", target, got, dg)
+		}
+	}
+	for _, repo := range []string{"team/app", "team/tool", "team/multi"} {
+		if sessions, _ := g.driver.List(context.Background(), repoPath(repo)+"/_uploads"); len(sessions) != 0 {
+			t.Errorf("%s: upload sessions left: %v", repo, sessions)
+		}
 	}
 }
