@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 func newRegistryImportCmd(o *globalOptions) *cobra.Command {
 	var opts registry.ImportOptions
+	var format string
 	cmd := &cobra.Command{
 		Use:   "import BUNDLE.tar",
 		Short: "Write the images of an OCI archive bundle into the registry's storage, no server needed",
@@ -37,6 +39,9 @@ second time changes nothing. BUNDLE may be - to read standard input.`,
   imgtool --root /srv/imgtool registry serve --addr 0.0.0.0:5000`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "table" && format != "json" {
+				return usageError{fmt.Errorf("--format %q: want table or json", format)}
+			}
 			// The driver makes directories as it writes: a refused bundle
 			// leaves not even an empty data directory behind.
 			abs, err := filepath.Abs(filepath.Join(o.root, "registry"))
@@ -69,9 +74,13 @@ second time changes nothing. BUNDLE may be - to read standard input.`,
 			if err != nil {
 				return err
 			}
+			if format == "json" {
+				return printImportJSON(cmd.OutOrStdout(), rep)
+			}
 			return printImportReport(cmd.OutOrStdout(), rep)
 		},
 	}
+	cmd.Flags().StringVar(&format, "format", "table", "report format: table or json")
 	cmd.Flags().StringVar(&opts.Repository, "repository", "", "repository for the images the bundle names only by tag (skopeo oci-archive:FILE:TAG) or not at all (buildx type=oci without a name)")
 	cmd.Flags().BoolVar(&opts.Scoped, "scoped", false, "keep each image's registry host as the first component of its repository (quay.io/org/app stays quay.io/org/app), as skopeo sync --scoped")
 	return cmd
@@ -104,4 +113,38 @@ func printImportReport(out io.Writer, rep *registry.ImportReport) error {
 	}
 	_, err := fmt.Fprintf(out, "%d blob(s) written (%d bytes), %d already present\n", rep.BlobsWritten, rep.BytesWritten, rep.BlobsPresent)
 	return err
+}
+
+// importJSON is the report of --format json, in the spelling of
+// `imgtool images --format json`.
+type importJSON struct {
+	Images       []importedJSON
+	BlobsWritten int
+	BlobsPresent int
+	BytesWritten int64
+}
+
+type importedJSON struct {
+	Repository string
+	Tag        string `json:",omitempty"`
+	Digest     string
+	MediaType  string
+	Subject    string `json:",omitempty"`
+	Status     string // "imported" or "present"
+	Previous   string `json:",omitempty"` // what a moved tag named
+}
+
+func printImportJSON(out io.Writer, rep *registry.ImportReport) error {
+	j := importJSON{Images: []importedJSON{}, BlobsWritten: rep.BlobsWritten, BlobsPresent: rep.BlobsPresent, BytesWritten: rep.BytesWritten}
+	for _, im := range rep.Images {
+		e := importedJSON{Repository: im.Repository, Tag: im.Tag, Digest: im.Digest.String(), MediaType: im.MediaType,
+			Subject: string(im.Subject), Previous: string(im.Moved), Status: "imported"}
+		if im.Present {
+			e.Status = "present"
+		}
+		j.Images = append(j.Images, e)
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(j)
 }
