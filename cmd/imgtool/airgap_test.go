@@ -266,7 +266,7 @@ func TestAirgapRoundTrip(t *testing.T) {
 	}
 	before := storageSnapshot(t, filepath.Join(b.root, "registry"))
 	var second struct {
-		Images []struct{ Repository, Tag, Digest, Subject, Status string }
+		Images                     []struct{ Repository, Tag, Digest, Subject, Status string }
 		BlobsWritten, BlobsPresent int
 	}
 	if err := json.Unmarshal([]byte(b.ok("registry", "import", "--format", "json", bundle)), &second); err != nil {
