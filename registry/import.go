@@ -53,18 +53,17 @@ const maxImportDepth = 8
 // Import writes the images of an OCI image-layout archive (r, size bytes
 // long) into the registry's storage, without a server: each image under
 // the repository (BundleRepository) and tag its index.json entry names,
-// referrers by digest with their subject
-// recorded, every manifest byte for byte, so every digest is the one the
-// bundle was saved with.
+// referrers by digest with their subject recorded, every manifest byte for
+// byte, so every digest is the one the bundle was saved with.
 //
 // It works in three passes so that a bad bundle changes nothing: plan
 // (read and validate index.json and every manifest, and find what the
 // registry lacks), verify (hash every blob to be written), then write,
 // image by image, through the registry's own write paths: blobs through an
 // upload session verified again as they stream, each manifest right after
-// its blobs (children first), the tag right after the image. What the registry already holds is neither read
-// nor rewritten, so importing a bundle twice writes nothing the second
-// time.
+// its blobs (children first), the tag right after the image. What the
+// registry already holds is neither read nor rewritten, so importing a
+// bundle twice writes nothing the second time.
 func (g *Registry) Import(ctx context.Context, r io.ReaderAt, size int64, opts ImportOptions) (*ImportReport, error) {
 	b, err := openBundle(r, size)
 	if err != nil {
@@ -93,7 +92,6 @@ type importPlan struct {
 	b         *bundle
 	images    []bundleImage
 	repos     map[string]*repoPlan
-	order     []string // repositories in the order the bundle names them
 	blobs     map[digest.Digest]*blobPlan
 	blobOrder []digest.Digest
 	// spans[i] is the part of its repository's manifests that image i
@@ -108,7 +106,6 @@ type importPlan struct {
 type repoPlan struct {
 	manifests []*manifestPlan // children before the indexes that list them
 	seen      map[digest.Digest]bool
-	hasBlob   map[digest.Digest]bool
 }
 
 type manifestPlan struct {
@@ -128,9 +125,8 @@ type blobPlan struct {
 func (p *importPlan) repo(name string) *repoPlan {
 	rp := p.repos[name]
 	if rp == nil {
-		rp = &repoPlan{seen: map[digest.Digest]bool{}, hasBlob: map[digest.Digest]bool{}}
+		rp = &repoPlan{seen: map[digest.Digest]bool{}}
 		p.repos[name] = rp
-		p.order = append(p.order, name)
 	}
 	return rp
 }
@@ -191,7 +187,7 @@ func (p *importPlan) walk(ctx context.Context, repo string, d ocispec.Descriptor
 		return err
 	}
 	for _, bd := range blobsOf(m.doc) {
-		if err := p.addBlob(ctx, rp, bd); err != nil {
+		if err := p.addBlob(ctx, bd); err != nil {
 			return err
 		}
 	}
@@ -236,21 +232,20 @@ func (p *importPlan) manifest(d ocispec.Descriptor) (*manifestPlan, error) {
 	return m, nil
 }
 
-// addBlob records that repo references blob d. A blob the registry
+// addBlob records blob d, referenced by a manifest. A blob the registry
 // already holds is linked without reading the bundle; one it lacks must
 // be in the bundle. Non-distributable layers are never pushed, so never
 // imported.
-func (p *importPlan) addBlob(ctx context.Context, rp *repoPlan, d ocispec.Descriptor) error {
+func (p *importPlan) addBlob(ctx context.Context, d ocispec.Descriptor) error {
 	if err := manifest.ValidateDescriptor(d); err != nil {
 		return badBundle("%v", err)
 	}
-	if manifest.IsNonDistributable(d.MediaType) || rp.hasBlob[d.Digest] {
+	if manifest.IsNonDistributable(d.MediaType) {
 		return nil
 	}
 	if _, err := parseDigest(d.Digest.String()); err != nil {
 		return badBundle("blob %s: %v", d.Digest, err)
 	}
-	rp.hasBlob[d.Digest] = true
 	if bp, ok := p.blobs[d.Digest]; ok {
 		if bp.desc.Size != d.Size {
 			return badBundle("blob %s is described with sizes %d and %d", d.Digest, bp.desc.Size, d.Size)

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -74,6 +75,16 @@ func TestImportRefusesBadBundles(t *testing.T) {
 			d := b.image(`{"architecture":"amd64","os":"linux","other":true}`, "other layer", nil)
 			b.name("quay.example/team/app:1", d)
 		}), "would both be team/app:1"},
+		{"one blob, two sizes", corrupt(func(b *testBundle) {
+			cfg := b.blob([]byte(`{"architecture":"amd64","os":"linux","y":1}`))
+			cfg.MediaType = ocispec.MediaTypeImageConfig
+			l := b.blob([]byte("shared layer"))
+			l.MediaType, l.Size = ocispec.MediaTypeImageLayer, l.Size+1
+			raw, _ := json.Marshal(ocispec.Manifest{Versioned: specsVersioned, MediaType: ocispec.MediaTypeImageManifest, Config: cfg, Layers: []ocispec.Descriptor{l}})
+			d := b.blob(raw)
+			d.MediaType = ocispec.MediaTypeImageManifest
+			b.name("registry.example/team/liar:1", d)
+		}), "described with sizes"},
 		{"no repository", corrupt(func(b *testBundle) {
 			b.index.Manifests[0].Annotations = map[string]string{ocispec.AnnotationRefName: "1"}
 		}), "no full reference"},
