@@ -109,7 +109,7 @@ func TestImportRefusesBadBundles(t *testing.T) {
 	}
 }
 
-func FuzzOpenBundle(f *testing.F) {
+func FuzzImport(f *testing.F) {
 	b, _ := sampleBundle()
 	f.Add(b.tar(f))
 	f.Add([]byte{})
