@@ -40,6 +40,7 @@ fuzz:
 	$(GO) test ./store/transport -run '^$$' -fuzz FuzzArchive -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./unpack -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./registry -run '^$$' -fuzz FuzzHandler -fuzztime $(FUZZTIME)
+	$(GO) test ./registry -run '^$$' -fuzz FuzzImport -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./build -run '^$$' -fuzz FuzzPlan -fuzztime $(FUZZTIME)
 	$(GO) test ./registry -run '^$$' -fuzz FuzzParseHtpasswd -fuzztime $(FUZZTIME)
 	$(GO) test ./cmd/imgtool -run '^$$' -fuzz FuzzParseConfig -fuzztime $(FUZZTIME)

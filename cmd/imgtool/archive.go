@@ -7,98 +7,10 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/imgtool/imgtool/store"
 	"github.com/imgtool/imgtool/store/transport"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
-
-func newSaveCmd(o *globalOptions) *cobra.Command {
-	var output, format, platform string
-	cmd := &cobra.Command{
-		Use:   "save REF... -o FILE",
-		Short: "Save images of the local store to an archive",
-		Long: `Save images to one archive file (or standard output with -o -).
-
---format docker (the default) writes what docker save writes since docker 25: an OCI
-layout plus manifest.json and repositories, which every docker load reads.
---format oci writes an OCI archive (skopeo's oci-archive:).`,
-		Example: `  imgtool save -o app.tar app:1 app:2
-  imgtool save --format oci -o bundle.tar busybox`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError{errors.New("save: name at least one image")}
-			}
-			return nil
-		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			kind := transport.DockerArchive
-			switch format {
-			case "docker", "docker-archive":
-			case "oci", "oci-archive":
-				kind = transport.OCIArchive
-			default:
-				return usageError{fmt.Errorf("--format %q: want docker or oci", format)}
-			}
-			if output == "" {
-				if term.IsTerminal(int(os.Stdout.Fd())) {
-					return usageError{errors.New("save: refusing to write an archive to a terminal: use -o FILE")}
-				}
-				output = "-"
-			}
-			pf := platformFlags{platform: platform}
-			opts, err := pf.options()
-			if err != nil {
-				return err
-			}
-			// A docker archive holds single-platform images; an OCI archive
-			// keeps what the store has unless --platform picks.
-			opts.AllPlatforms = platform == "" && kind == transport.OCIArchive
-			return o.saveAll(cmd, args, transport.Location{Kind: kind, Path: output}, opts)
-		},
-	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "archive to write (- for standard output)")
-	cmd.Flags().StringVar(&format, "format", "docker", "archive format: docker or oci")
-	cmd.Flags().StringVar(&platform, "platform", "", "platform to save from a multi-platform image")
-	return cmd
-}
-
-// saveAll writes every image into one archive: one destination, one Copy
-// per image, one Close at the end.
-func (o *globalOptions) saveAll(cmd *cobra.Command, refs []string, dst transport.Location, opts transport.Options) error {
-	ctx := cmd.Context()
-	s, err := o.openStore(ctx)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	var images []store.Image
-	for _, r := range refs {
-		im, err := s.Resolve(ctx, r)
-		if err != nil {
-			return err
-		}
-		images = append(images, im)
-	}
-	d, err := transport.OpenDestination(ctx, dst, o.env(s))
-	if err != nil {
-		return err
-	}
-	src := transport.NewStoreSource(s, "")
-	for _, im := range images {
-		if _, err := transport.Copy(ctx, src, d, im, im.Name, opts); err != nil {
-			d.Abort()
-			return err
-		}
-	}
-	if err := d.Close(); err != nil {
-		return err
-	}
-	if o.progress != "quiet" && dst.Path != "-" {
-		fmt.Fprintf(os.Stderr, "Saved %d image(s) to %s\n", len(images), dst.Path)
-	}
-	return nil
-}
 
 func newLoadCmd(o *globalOptions) *cobra.Command {
 	var input string

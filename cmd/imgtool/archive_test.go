@@ -170,7 +170,8 @@ func layerDigests(t *testing.T, c *cli, ref string) []string {
 func TestSaveFailureLeavesNoFile(t *testing.T) {
 	c := newCLI(t)
 	out := filepath.Join(t.TempDir(), "x.tar")
-	c.fail(1, "save", "-o", out, "nope:1")
+	// Not in the store, so read from its registry, which is not there.
+	c.fail(1, "save", "-o", out, "127.0.0.1:1/nope:1")
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("failed save left %s: %v", out, err)
 	}

@@ -18,7 +18,7 @@ func newRegistryCmd(o *globalOptions) *cobra.Command {
 		Use:   "registry",
 		Short: "Run an OCI distribution registry",
 	}
-	cmd.AddCommand(newRegistryServeCmd(o), newRegistryUserCmd(o), newRegistryGCCmd(o))
+	cmd.AddCommand(newRegistryServeCmd(o), newRegistryUserCmd(o), newRegistryGCCmd(o), newRegistryImportCmd(o))
 	return cmd
 }
 

@@ -46,6 +46,9 @@ type transferJob struct {
 	name func(store.Image) (string, error)
 	// verb is what the summary line says was done.
 	verb string
+	// scoped keeps source registry hosts in repository paths when the
+	// destination is a registry root (registry.BundleRepository).
+	scoped bool
 }
 
 // run opens both ends, copies, and closes the destination only when every
@@ -68,6 +71,9 @@ func (o *globalOptions) transfer(ctx context.Context, cmd *cobra.Command, j tran
 	images, err := src.Images(ctx)
 	if err != nil {
 		return err
+	}
+	if root, ok := registryRoot(j.dst); ok {
+		return o.transferToRoot(ctx, cmd, env, src, images, root, j)
 	}
 	if len(images) > 1 && j.dst.Ref != "" {
 		return fmt.Errorf("%s holds %d images and %s names one: add :REF to the source to pick it", j.src, len(images), j.dst)
@@ -205,6 +211,7 @@ func destName(dst transport.Location) func(store.Image) (string, error) {
 
 func newCopyCmd(o *globalOptions) *cobra.Command {
 	var pf platformFlags
+	var scoped bool
 	cmd := &cobra.Command{
 		Use:     "copy SRC DST",
 		Aliases: []string{"cp"},
@@ -212,8 +219,17 @@ func newCopyCmd(o *globalOptions) *cobra.Command {
 		Long: `Copy an image from SRC to DST without going through the local store.
 
 Both take skopeo's transports: docker://REF (or a plain reference), oci:DIR[:REF],
-oci-archive:FILE[:REF], docker-archive:FILE[:REF].`,
+oci-archive:FILE[:REF], docker-archive:FILE[:REF].
+
+A destination that names a registry and no image, docker://HOST[:PORT] (a host
+with a dot, or localhost; any host with a trailing slash: docker://HOST:PORT/),
+or a namespace in it (docker://HOST/PREFIX/, trailing slash), receives every
+image of SRC under its own repository path and tag, its source registry host
+dropped (referrers by digest); multi-platform images go whole unless --platform
+picks one (--scoped keeps the source registry host: quay.io/org/app goes to
+HOST/quay.io/org/app). This carries an 'imgtool save' bundle into a registry.`,
 		Example: `  imgtool copy quay.io/org/app:1 127.0.0.1:5000/app:1
+  imgtool copy oci-archive:bundle.tar docker://127.0.0.1:5000
   imgtool copy --all-platforms docker://busybox oci:./layout:busybox
   imgtool copy oci-archive:bundle.tar docker://127.0.0.1:5000/app:1`,
 		Args: exactArgs(2),
@@ -230,9 +246,10 @@ oci-archive:FILE[:REF], docker-archive:FILE[:REF].`,
 			if err != nil {
 				return err
 			}
-			return o.transfer(cmd.Context(), cmd, transferJob{src: src, dst: dst, opts: opts, name: destName(dst), verb: "Copied"})
+			return o.transfer(cmd.Context(), cmd, transferJob{src: src, dst: dst, opts: opts, name: destName(dst), verb: "Copied", scoped: scoped})
 		},
 	}
 	pf.register(cmd)
+	cmd.Flags().BoolVar(&scoped, "scoped", false, "into a registry root: keep each image's source registry host as the first component of its repository (as skopeo sync --scoped)")
 	return cmd
 }

@@ -106,9 +106,15 @@ func (a *archiveDest) Tag(_ context.Context, ref string, d ocispec.Descriptor, r
 		if parsed, err = name.ParseReference(ref); err != nil {
 			return fmt.Errorf("write %s: %w", a.loc, err)
 		}
-		entry.Annotations = map[string]string{
-			annotationImageName:       store.Canonical(parsed),
-			ocispec.AnnotationRefName: parsed.Identifier(),
+		full := store.Canonical(parsed)
+		entry.Annotations = map[string]string{annotationImageName: full}
+		// An OCI archive may hold images of many repositories (an
+		// air-gap bundle), so ref.name is the full reference, as crane
+		// writes it; a docker archive keeps docker's bare tag.
+		if a.loc.Kind == OCIArchive {
+			entry.Annotations[ocispec.AnnotationRefName] = full
+		} else if _, ok := parsed.(name.Tag); ok {
+			entry.Annotations[ocispec.AnnotationRefName] = parsed.Identifier()
 		}
 	}
 	a.idx.Manifests = append(a.idx.Manifests, entry)

@@ -77,6 +77,7 @@ func (o RemoteOptions) remote() []remote.Option {
 type remoteSource struct {
 	ref    name.Reference
 	puller *remote.Puller
+	opts   []remote.Option
 	roots  map[digest.Digest][]byte
 }
 
@@ -85,11 +86,12 @@ func openRemoteSource(loc Location, o RemoteOptions) (Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := remote.NewPuller(o.remote()...)
+	opts := o.remote()
+	p, err := remote.NewPuller(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
-	return &remoteSource{ref: ref, puller: p, roots: map[digest.Digest][]byte{}}, nil
+	return &remoteSource{ref: ref, puller: p, opts: opts, roots: map[digest.Digest][]byte{}}, nil
 }
 
 func (r *remoteSource) Images(ctx context.Context) ([]store.Image, error) {
