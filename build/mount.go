@@ -174,6 +174,9 @@ func (m *mounter) bindSource(ctx context.Context, mnt *instructions.Mount) (stri
 		if src, err = m.s.r.fromSource(ctx, mnt.From, m.s.idx); err != nil {
 			return "", err
 		}
+		if err := src.open(ctx); err != nil {
+			return "", err
+		}
 	}
 	if src != m.s.r.context && mnt.ReadOnly {
 		host, err := src.t.resolve(mnt.Source)

@@ -37,6 +37,7 @@ type buildOptions struct {
 	quiet        bool
 	pull         bool
 	secretSpecs  []secretSpec
+	cache        cacheOptions
 }
 
 func newBuildCmd(o *globalOptions) *cobra.Command {
@@ -81,7 +82,8 @@ type=local,dest=DIR (or just DIR) and type=tar,dest=FILE (or - for standard outp
 	f.StringVar(&opts.metadataFile, "metadata-file", "", "write the build result's digests as JSON to this file, as buildx does")
 	f.StringArrayVarP(&opts.outputs, "output", "o", nil, "also write the image: type=oci|oci-archive|docker-archive,dest=PATH, type=registry,name=REF, or its filesystem: type=local,dest=DIR, type=tar,dest=FILE, - (repeatable)")
 	f.BoolVar(&opts.push, "push", false, "push the image to the registry of every -t")
-	f.BoolVar(&opts.noCache, "no-cache", false, "do not use a build cache (accepted for compatibility: imgtool has no build cache yet)")
+	f.BoolVar(&opts.noCache, "no-cache", false, "run every step instead of taking it from the build cache (the results are still cached)")
+	opts.cache.register(f)
 	f.StringArrayVar(&opts.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)")
 	f.BoolVar(&opts.pull, "pull", false, "pull base images again even when the store has them")
 	f.BoolVarP(&opts.quiet, "quiet", "q", false, "print only the image digest (same as --progress quiet)")
@@ -110,10 +112,26 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 		return err
 	}
 	req.Secrets = secrets
-	show := !opts.quiet && o.progress != "quiet"
-	res, err := o.newBuilder(s, show).Build(ctx, req)
+	if err := opts.cache.apply(&req, o.env(s)); err != nil {
+		return err
+	}
+	keep, err := parseStorage("--cache-keep-storage", opts.cache.keepStorage)
 	if err != nil {
 		return err
+	}
+	show := !opts.quiet && o.progress != "quiet"
+	b, err := o.newBuilder(ctx, s, show)
+	if err != nil {
+		return err
+	}
+	res, err := b.Build(ctx, req)
+	if err != nil {
+		return err
+	}
+	if res.Ran > 0 {
+		if err := boundBuildCache(ctx, s, b.Cache, keep); err != nil {
+			fmt.Fprintf(os.Stderr, "warning: bound the build cache: %v\n", err)
+		}
 	}
 	if err := nameImage(ctx, s, opts.tags, res); err != nil {
 		return err
@@ -162,7 +180,7 @@ func (opts *buildOptions) destinations() ([]output, error) {
 // newBuilder is the build package wired to this data root: temporary
 // files and caches under it, RUN through newExecutor, base images pulled
 // into the store.
-func (o *globalOptions) newBuilder(s *store.Store, show bool) *build.Builder {
+func (o *globalOptions) newBuilder(ctx context.Context, s *store.Store, show bool) (*build.Builder, error) {
 	exe, err := newExecutor(o)
 	if err != nil {
 		exe = missingExecutor{err} // Dockerfiles without RUN build without one
@@ -171,15 +189,25 @@ func (o *globalOptions) newBuilder(s *store.Store, show bool) *build.Builder {
 	if show {
 		progress = os.Stderr
 	}
+	cache, err := o.openBuildCache()
+	if err != nil {
+		return nil, err
+	}
+	uc, err := o.openCache(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return &build.Builder{
 		Store: s, Executor: exe, Progress: progress,
 		TempDir:  filepath.Join(o.root, "tmp"),
-		CacheDir: filepath.Join(o.root, "cache", "build"),
+		CacheDir: o.buildCacheDir(),
+		Cache:    cache,
+		Unpack:   uc,
 		Pull: func(ctx context.Context, ref string) error {
 			_, err := o.resolveOrPull(ctx, s, transport.Location{Kind: transport.Registry, Ref: ref})
 			return err
 		},
-	}
+	}, nil
 }
 
 // missingExecutor reports, at the first RUN, why RUN cannot run here.
@@ -202,7 +230,7 @@ func nameImage(ctx context.Context, s *store.Store, tags []string, res build.Res
 
 // request turns the flags into a build request.
 func (opts *buildOptions) request(contextDir string) (build.Request, error) {
-	req := build.Request{ContextDir: contextDir, Target: opts.target, PullAlways: opts.pull}
+	req := build.Request{ContextDir: contextDir, Target: opts.target, PullAlways: opts.pull, NoCache: opts.noCache}
 	var err error
 	if req.Compression, err = layer.ParseCompression(opts.compression); err != nil {
 		return req, usageError{err}

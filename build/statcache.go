@@ -1,0 +1,149 @@
+package build
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// statCache remembers the content digest of a build context's files by
+// their metadata (size, mtime, ctime, inode, mode), so that a rebuild
+// reads only the files whose metadata changed, as BuildKit's contenthash
+// and git's index do. It is loaded on first use and written back, whole
+// and by rename, when the build ends; two builds of one context each
+// write a valid cache, and the last one stays.
+type statCache struct {
+	path string // "" : nothing is remembered (no build cache)
+	root string // the context's host directory, which the file names
+	mu   sync.Mutex
+	// entries maps a path below root to what was known of it.
+	entries map[string]statEntry
+	loaded  bool
+	dirty   bool
+}
+
+// statEntry is one file's metadata and digest. At is when the digest was
+// taken: a file changed within the timestamp granularity of that moment
+// could keep its metadata, so such entries are not trusted (git's "racy"
+// rule).
+type statEntry struct {
+	Size   int64         `json:"s"`
+	Mtime  int64         `json:"m"`
+	Ctime  int64         `json:"c"`
+	Ino    uint64        `json:"i"`
+	Dev    uint64        `json:"d"`
+	Mode   uint32        `json:"o"`
+	Digest digest.Digest `json:"h"`
+	At     int64         `json:"a"`
+}
+
+// racyWindow is how close to the hashing time a change must be for the
+// metadata to be distrusted: above the coarse kernel clock's tick.
+const racyWindow = int64(50 * time.Millisecond)
+
+// maxStatCache bounds the stat cache file read, and maxStatEntries the
+// entries written back.
+const (
+	maxStatCache   = 256 << 20
+	maxStatEntries = 2_000_000
+)
+
+type statFile struct {
+	Root    string               `json:"root"`
+	Entries map[string]statEntry `json:"entries"`
+}
+
+// newStatCache returns the stat cache of the context at root, kept in
+// the build cache c (nil: an empty one that is never saved).
+func newStatCache(c *Cache, root string) *statCache {
+	sc := &statCache{root: root, entries: map[string]statEntry{}}
+	if c != nil {
+		sum := sha256.Sum256([]byte(root))
+		sc.path = filepath.Join(c.dir, "files", hex.EncodeToString(sum[:]))
+	}
+	return sc
+}
+
+func (sc *statCache) load() {
+	if sc.loaded || sc.path == "" {
+		sc.loaded = true
+		return
+	}
+	sc.loaded = true
+	raw, err := readSmall(sc.path, maxStatCache)
+	if err != nil {
+		return // none yet, or unreadable: every file is hashed
+	}
+	var f statFile
+	if json.Unmarshal(raw, &f) == nil && f.Root == sc.root && f.Entries != nil {
+		sc.entries = f.Entries
+	}
+}
+
+// digest returns the content digest of the regular file host (rel below
+// the root), whose lstat is st, reading it only when its metadata is not
+// the one remembered.
+func (sc *statCache) digest(host, rel string, st *unix.Stat_t) (digest.Digest, error) {
+	sc.mu.Lock()
+	sc.load()
+	e, ok := sc.entries[rel]
+	sc.mu.Unlock()
+	cur := statEntry{Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(), Ino: st.Ino, Dev: uint64(st.Dev), Mode: st.Mode}
+	if ok && e.Size == cur.Size && e.Mtime == cur.Mtime && e.Ctime == cur.Ctime && e.Ino == cur.Ino && e.Dev == cur.Dev &&
+		e.Mode == cur.Mode && e.At-racyWindow > max(cur.Mtime, cur.Ctime) && e.Digest.Validate() == nil {
+		return e.Digest, nil
+	}
+	at := time.Now().UnixNano()
+	d, err := hashFile(host)
+	if err != nil {
+		return "", err
+	}
+	cur.Digest, cur.At = d, at
+	sc.mu.Lock()
+	if len(sc.entries) < maxStatEntries {
+		sc.entries[rel] = cur
+		sc.dirty = true
+	}
+	sc.mu.Unlock()
+	return d, nil
+}
+
+func hashFile(host string) (digest.Digest, error) {
+	f, err := os.OpenFile(host, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return "", fmt.Errorf("hash %s: %w", filepath.Base(host), err)
+	}
+	defer f.Close()
+	dg := digest.Canonical.Digester()
+	if _, err := io.Copy(dg.Hash(), f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", filepath.Base(host), err)
+	}
+	return dg.Digest(), nil
+}
+
+// save writes the cache back when this build hashed anything.
+func (sc *statCache) save() error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.path == "" || !sc.dirty {
+		return nil
+	}
+	raw, err := json.Marshal(statFile{Root: sc.root, Entries: sc.entries})
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(sc.path, raw); err != nil {
+		return fmt.Errorf("build cache: save file digests: %w", err)
+	}
+	sc.dirty = false
+	return nil
+}
