@@ -29,6 +29,7 @@ type statCache struct {
 	entries map[string]statEntry
 	loaded  bool
 	dirty   bool
+	hashed  int // files read, for tests
 }
 
 // statEntry is one file's metadata and digest. At is when the digest was
@@ -109,6 +110,7 @@ func (sc *statCache) digest(host, rel string, st *unix.Stat_t) (digest.Digest, e
 	}
 	cur.Digest, cur.At = d, at
 	sc.mu.Lock()
+	sc.hashed++
 	if len(sc.entries) < maxStatEntries {
 		sc.entries[rel] = cur
 		sc.dirty = true
