@@ -1,0 +1,166 @@
+package main_test
+
+import (
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// cacheRunsDockerfile runs two RUN steps that each append a line to the
+// cache mount "runs", so that the file says which steps really ran.
+const cacheRunsDockerfile = `FROM base:1
+COPY a /a
+RUN --mount=type=cache,id=runs,target=/runs cat /a >> /runs/log && cat /a > /from-a
+COPY b /b
+RUN --mount=type=cache,id=runs,target=/runs cat /b >> /runs/log && cat /b > /from-b
+`
+
+// runsLog is what the RUN steps of cacheRunsDockerfile appended so far.
+func runsLog(t *testing.T, c *cli) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(c.root, "cache", "build", "c-runs", "log"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// buildCounted builds dir as ref and returns the digest and the number
+// of CACHED steps.
+func buildCounted(t *testing.T, c *cli, dir, ref string, extra ...string) (string, int) {
+	t.Helper()
+	r := c.run(nil, append(append([]string{"build", "-t", ref}, extra...), dir)...)
+	if r.code != 0 {
+		t.Fatalf("build %s: exit %d\n%s", ref, r.code, r.stderr)
+	}
+	return strings.TrimSpace(r.stdout), strings.Count(r.stderr, " CACHED\n")
+}
+
+// TestBuildCache: a second build takes every step from the cache and
+// gives the same image; changing one file reruns the steps from the COPY
+// that copies it; --no-cache reruns everything; prune keeps the cache's
+// layers while prune --cache empties it.
+func TestBuildCache(t *testing.T) {
+	c := newCLI(t)
+	busyboxBase(t, c)
+	dir := writeContext(t, t.TempDir(), map[string]string{"Dockerfile": cacheRunsDockerfile, "a": "a\n", "b": "b\n", "unused": "x"})
+
+	first, cached := buildCounted(t, c, dir, "app:1")
+	if cached != 0 || runsLog(t, c) != "a\nb\n" {
+		t.Fatalf("first build: %d cached, runs %q", cached, runsLog(t, c))
+	}
+	again, cached := buildCounted(t, c, dir, "app:1")
+	if cached != 4 || again != first || runsLog(t, c) != "a\nb\n" {
+		t.Errorf("no-change rebuild: %d cached (want 4), digest %s (first %s), runs %q", cached, again, first, runsLog(t, c))
+	}
+	// A file no step copies changes nothing.
+	writeContext(t, dir, map[string]string{"unused": "y"})
+	if _, cached := buildCounted(t, c, dir, "app:1"); cached != 4 {
+		t.Errorf("after changing an uncopied file: %d cached", cached)
+	}
+
+	writeContext(t, dir, map[string]string{"b": "B\n"})
+	changed, cached := buildCounted(t, c, dir, "app:2")
+	if cached != 2 || runsLog(t, c) != "a\nb\nB\n" || changed == first {
+		t.Errorf("one file changed: %d cached (want 2), runs %q", cached, runsLog(t, c))
+	}
+	if h := exportFiles(t, c, "app:2")["from-b"]; h == nil || h.Linkname != "B\n" {
+		t.Errorf("/from-b after the change: %+v", h)
+	}
+
+	if _, cached := buildCounted(t, c, dir, "app:3", "--no-cache"); cached != 0 || runsLog(t, c) != "a\nb\nB\na\nB\n" {
+		t.Errorf("--no-cache: %d cached, runs %q", cached, runsLog(t, c))
+	}
+
+	// The store's prune keeps the layers the cache names, images or not.
+	for _, ref := range []string{"app:1", "app:2", "app:3"} {
+		c.ok("rmi", ref)
+	}
+	c.ok("prune")
+	if _, cached := buildCounted(t, c, dir, "app:4"); cached != 4 {
+		t.Errorf("after rmi and prune: %d cached, want 4", cached)
+	}
+	if out := c.ok("images"); !strings.Contains(out, "app") {
+		t.Errorf("images: %s", out)
+	}
+
+	// prune --keep-storage without --cache is a usage error.
+	c.fail(2, "prune", "--keep-storage", "1GB")
+	out := c.ok("prune", "--cache")
+	if !strings.Contains(out, "Build cache: removed") || strings.Contains(out, "removed 0 steps") {
+		t.Errorf("prune --cache: %s", out)
+	}
+	if runsLog(t, c) != "" {
+		t.Errorf("prune --cache left the cache mount: %q", runsLog(t, c))
+	}
+	if _, cached := buildCounted(t, c, dir, "app:5"); cached != 0 || runsLog(t, c) != "a\nB\n" {
+		t.Errorf("after prune --cache: %d cached, runs %q", cached, runsLog(t, c))
+	}
+}
+
+// TestBuildCacheKeepStorage: --keep-storage keeps the most recently used
+// steps whose layers fit, and the evicted layers go from the store.
+func TestBuildCacheKeepStorage(t *testing.T) {
+	c := newCLI(t)
+	busyboxBase(t, c)
+	// 100 KiB that zstd cannot shrink: each layer is about that.
+	noise := make([]byte, 100<<10)
+	rand.Read(noise)
+	big := string(noise)
+	dir := writeContext(t, t.TempDir(), map[string]string{"Dockerfile": "FROM base:1\nCOPY a /a\n", "a": big + "1"})
+	buildCounted(t, c, dir, "old:1")
+	c.ok("rmi", "old:1")
+	writeContext(t, dir, map[string]string{"a": big + "2"})
+	buildCounted(t, c, dir, "new:1")
+	out := c.ok("prune", "--cache", "--keep-storage", "150KB")
+	if !strings.Contains(out, "removed 1 steps") || !strings.Contains(out, "deleted 1 blobs") {
+		t.Errorf("prune --cache --keep-storage 150KB: %s", out)
+	}
+	// The newest step stays cached; the old one runs again.
+	if _, cached := buildCounted(t, c, dir, "new:1"); cached != 1 {
+		t.Errorf("newest step after prune: %d cached", cached)
+	}
+	writeContext(t, dir, map[string]string{"a": big + "1"})
+	if _, cached := buildCounted(t, c, dir, "old:1"); cached != 0 {
+		t.Errorf("evicted step: %d cached", cached)
+	}
+}
+
+// TestBuildCacheConcurrent: builds sharing one data root and one cache
+// run at once; each lands, and a build after them is fully cached.
+func TestBuildCacheConcurrent(t *testing.T) {
+	c := newCLI(t)
+	busyboxBase(t, c)
+	dir := writeContext(t, t.TempDir(), map[string]string{
+		"Dockerfile": "FROM base:1\nCOPY a /a\nRUN cat /a > /b\nCOPY a /c\n", "a": "a\n",
+	})
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := c.run(nil, "build", "-t", "par:"+string(rune('0'+i)), dir)
+			if r.code != 0 {
+				errs <- r.stderr
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("concurrent build: %s", e)
+	}
+	if _, cached := buildCounted(t, c, dir, "par:after"); cached != 3 {
+		t.Errorf("build after the concurrent ones: %d cached, want 3", cached)
+	}
+	if h := exportFiles(t, c, "par:after")["b"]; h == nil || h.Linkname != "a\n" {
+		t.Errorf("/b: %+v", h)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(c.root, "tmp")); len(entries) != 0 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+}
