@@ -164,3 +164,64 @@ func TestBuildCacheConcurrent(t *testing.T) {
 		t.Errorf("temporary files left: %v", entries)
 	}
 }
+
+// TestBuildCacheRegistry: one data root exports its cache to `imgtool
+// registry serve`; another, empty, builds from it without running a
+// step (the RUN steps' cache mount stays empty) and gets the same image.
+// A build that fails exports the steps before the failure.
+func TestBuildCacheRegistry(t *testing.T) {
+	reg := newRegistry(t, nil)
+	a := newCLI(t)
+	busyboxBase(t, a)
+	a.ok("push", "base:1", reg+"/lib/base:1")
+	df := strings.ReplaceAll(cacheRunsDockerfile, "FROM base:1", "FROM "+reg+"/lib/base:1")
+	dir := writeContext(t, t.TempDir(), map[string]string{"Dockerfile": df, "a": "a\n", "b": "b\n"})
+	cacheRef := reg + "/cache/app:buildcache"
+	want, _ := buildCounted(t, a, dir, "app:1", "--cache-to", "type=registry,ref="+cacheRef+",mode=max")
+
+	b := newCLI(t)
+	got, cached := buildCounted(t, b, dir, "app:1", "--cache-from", "type=registry,ref="+cacheRef)
+	if cached != 4 || got != want {
+		t.Errorf("from the registry's cache: %d cached (want 4), digest %s (want %s)", cached, got, want)
+	}
+	if log := runsLog(t, b); log != "" {
+		t.Errorf("RUN steps ran on the second data root: %q", log)
+	}
+	if h := exportFiles(t, b, "app:1")["from-b"]; h == nil || h.Linkname != "b\n" {
+		t.Errorf("/from-b: %+v", h)
+	}
+
+	// A miss after hits fetches the cached layers it runs on.
+	writeContext(t, dir, map[string]string{"b": "B\n"})
+	c := newCLI(t)
+	if _, cached := buildCounted(t, c, dir, "app:2", "--cache-from", cacheRef); cached != 2 || runsLog(t, c) != "B\n" {
+		t.Errorf("one file changed: %d cached (want 2), runs %q", cached, runsLog(t, c))
+	}
+	if h := exportFiles(t, c, "app:2")["from-a"]; h == nil || h.Linkname != "a\n" {
+		t.Errorf("/from-a from a cached layer: %+v", h)
+	}
+
+	// A failing build exports what it cached until the failure.
+	failing := writeContext(t, t.TempDir(), map[string]string{
+		"Dockerfile": "FROM " + reg + "/lib/base:1\nCOPY a /a\nRUN --mount=type=cache,id=runs,target=/runs echo ran >> /runs/log\nRUN exit 3\n",
+		"a":          "x\n",
+	})
+	partial := reg + "/cache/failing:1"
+	if r := a.run(nil, "build", "--cache-to", "type=registry,ref="+partial, failing); r.code != 1 || !strings.Contains(r.stderr, "exit code: 3") {
+		t.Fatalf("failing build: exit %d\n%s", r.code, r.stderr)
+	}
+	d := newCLI(t)
+	r := d.run(nil, "build", "--cache-from", partial, failing)
+	if r.code != 1 || strings.Count(r.stderr, " CACHED\n") != 2 || runsLog(t, d) != "" {
+		t.Errorf("from a failed build's cache: exit %d, runs %q\n%s", r.code, runsLog(t, d), r.stderr)
+	}
+
+	// A reference that holds no cache yet is a warning, as in buildx.
+	e := newCLI(t)
+	r = e.run(nil, "build", "--cache-from", reg+"/cache/none:1", dir)
+	if r.code != 0 || !strings.Contains(r.stderr, "cannot import the build cache") {
+		t.Errorf("missing cache: exit %d\n%s", r.code, r.stderr)
+	}
+	e.fail(2, "build", "--cache-to", "type=local,dest=x", dir)
+	e.fail(2, "build", "--cache-to", "type=registry,ref="+cacheRef+",mode=all", dir)
+}
