@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imgtool/imgtool/layer"
 	"github.com/imgtool/imgtool/store"
 	"golang.org/x/sys/unix"
 )
@@ -243,5 +244,27 @@ func TestStatCache(t *testing.T) {
 	digestOf(sc)
 	if sc.hashed != 3 {
 		t.Errorf("a file changed within the racy window was trusted (hashed %d)", sc.hashed)
+	}
+}
+
+// TestCacheLayerFormat: a build asking for another compression or
+// another SOURCE_DATE_EPOCH does not take layers written otherwise.
+func TestCacheLayerFormat(t *testing.T) {
+	s := baseStore(t)
+	cacheDir := t.TempDir()
+	dir := contextDir(t, map[string]string{"f": "x"})
+	df := "FROM base:1\nCOPY f /f\n"
+	cachedBuild(t, s, cacheDir, dir, df, nil)
+	epoch := time.Unix(1700000000, 0)
+	for name, mod := range map[string]func(*Request){
+		"gzip":  func(r *Request) { r.Compression = layer.Gzip },
+		"epoch": func(r *Request) { r.SourceDateEpoch = &epoch },
+	} {
+		if _, ran, out := cachedBuild(t, s, cacheDir, dir, df, mod); len(ran) != 1 {
+			t.Errorf("%s: ran %q\n%s", name, ran, out)
+		}
+		if _, ran, out := cachedBuild(t, s, cacheDir, dir, df, mod); len(ran) != 0 {
+			t.Errorf("%s again: ran %q\n%s", name, ran, out)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imgtool/imgtool/layer"
 	"github.com/imgtool/imgtool/manifest"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/opencontainers/go-digest"
@@ -198,4 +199,22 @@ func (r *buildRun) noCache(st *instructions.Stage, i int) bool {
 		}
 	}
 	return false
+}
+
+// layerFormat is what of the layer options shows in a layer's bytes.
+func (r *buildRun) layerFormat() any {
+	var epoch *int64
+	if e := r.layerOpts.SourceDateEpoch; e != nil {
+		n := e.Unix()
+		epoch = &n
+	}
+	c := r.layerOpts.Compression
+	if c == "" {
+		c = layer.Zstd
+	}
+	return struct {
+		Compression string `json:"compression"`
+		Level       int    `json:"level,omitempty"`
+		Epoch       *int64 `json:"epoch,omitempty"`
+	}{string(c), r.layerOpts.Level, epoch}
 }

@@ -139,6 +139,11 @@ func (s *stageRun) from(ctx context.Context, base, fromLine string) ([]instructi
 			s.key, err = chainKey("", "image", im.digest)
 		}
 	}
+	if err == nil {
+		// How layers are written is part of every key: a gzip build must
+		// not take a zstd layer, nor a reproducible one an unclamped one.
+		s.key, err = chainKey(s.key, "layers", r.layerFormat())
+	}
 	if err != nil {
 		err = fmt.Errorf("%s: %w", fromLine, err)
 		step.done(err)
