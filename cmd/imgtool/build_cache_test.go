@@ -225,3 +225,41 @@ func TestBuildCacheRegistry(t *testing.T) {
 	e.fail(2, "build", "--cache-to", "type=local,dest=x", dir)
 	e.fail(2, "build", "--cache-to", "type=registry,ref="+cacheRef+",mode=all", dir)
 }
+
+// TestBuildCacheUnprivileged: the cache works for an unprivileged user
+// (CI runs as root and drops to uid 65534): the rebuild is fully cached
+// with the same digest, a change reruns from its COPY, prune --cache
+// empties it.
+func TestBuildCacheUnprivileged(t *testing.T) {
+	c := newCLI(t)
+	busyboxBase(t, c)
+	base := t.TempDir()
+	dir := writeContext(t, filepath.Join(base, "ctx"), map[string]string{"Dockerfile": cacheRunsDockerfile, "a": "a\n", "b": "b\n"})
+	if os.Getuid() == 0 {
+		for _, p := range []string{base, filepath.Dir(base), filepath.Dir(binary)} {
+			if err := os.Chmod(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		chownTree(t, base, nobody)
+		chownTree(t, c.root, nobody)
+		c.uid = nobody
+	}
+	first, cached := buildCounted(t, c, dir, "app:1")
+	if cached != 0 || runsLog(t, c) != "a\nb\n" {
+		t.Fatalf("first build as uid %d: %d cached, runs %q", nobody, cached, runsLog(t, c))
+	}
+	if again, cached := buildCounted(t, c, dir, "app:1"); cached != 4 || again != first {
+		t.Errorf("rebuild as uid %d: %d cached, %s (first %s)", nobody, cached, again, first)
+	}
+	writeContext(t, dir, map[string]string{"b": "B\n"})
+	if _, cached := buildCounted(t, c, dir, "app:2"); cached != 2 || runsLog(t, c) != "a\nb\nB\n" {
+		t.Errorf("one file changed as uid %d: %d cached, runs %q", nobody, cached, runsLog(t, c))
+	}
+	if out := c.ok("prune", "--cache"); !strings.Contains(out, "removed 6 steps") {
+		t.Errorf("prune --cache as uid %d: %s", nobody, out)
+	}
+	if _, cached := buildCounted(t, c, dir, "app:3"); cached != 0 {
+		t.Errorf("after prune --cache as uid %d: %d cached", nobody, cached)
+	}
+}
