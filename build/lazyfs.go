@@ -3,6 +3,10 @@ package build
 import (
 	"context"
 	"fmt"
+	"io"
+
+	"github.com/imgtool/imgtool/internal/compression"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/imgtool/imgtool/manifest"
 	"github.com/imgtool/imgtool/store"
@@ -110,15 +114,65 @@ func (r *buildRun) ensureBlobs(ctx context.Context, layers []manifest.LayerDesc)
 		if !ok {
 			return fmt.Errorf("layer %s is missing from the store", l.Digest)
 		}
-		rc, err := src.Fetch(ctx, l.Descriptor)
-		if err != nil {
-			return fmt.Errorf("fetch cached layer %s: %w", l.Digest, err)
+		if err := r.fetchLayer(ctx, src, l); err != nil {
+			return fmt.Errorf("fetch cached layer %s from %s: %w", l.Digest, src, err)
 		}
-		err = store.Put(ctx, r.b.Store, l.Descriptor, rc)
-		rc.Close()
-		if err != nil {
-			return fmt.Errorf("fetch cached layer %s: %w", l.Digest, err)
-		}
+	}
+	return nil
+}
+
+// fetchLayer copies a layer of a registry's cache into the store: the
+// store checks its digest, and its diff_id is checked here while it is
+// written, since the image's config will carry the one the cache claims.
+func (r *buildRun) fetchLayer(ctx context.Context, src CacheSource, l manifest.LayerDesc) error {
+	rc, err := src.Fetch(ctx, l.Descriptor)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	w, err := r.b.Store.Writer(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.Cancel()
+	pr, pw := io.Pipe()
+	diff := make(chan error, 1)
+	go func() {
+		diff <- checkDiffID(pr, l.DiffID)
+		pr.Close()
+	}()
+	_, err = io.Copy(io.MultiWriter(w, pw), io.LimitReader(rc, l.Size+1))
+	pw.CloseWithError(err)
+	if derr := <-diff; err == nil {
+		err = derr
+	}
+	if err != nil {
+		return err
+	}
+	_, err = w.Commit(ctx, l.Descriptor)
+	return err
+}
+
+// checkDiffID decompresses a layer and compares the digest of its tar
+// with want.
+func checkDiffID(r io.Reader, want digest.Digest) error {
+	if err := want.Validate(); err != nil {
+		return fmt.Errorf("diff_id: %w", err)
+	}
+	tr, _, err := compression.Decompress(r)
+	if err != nil {
+		_, _ = io.Copy(io.Discard, r)
+		return err
+	}
+	defer tr.Close()
+	v := want.Verifier()
+	if _, err := io.Copy(v, tr); err != nil {
+		_, _ = io.Copy(io.Discard, r)
+		return err
+	}
+	_, _ = io.Copy(io.Discard, r)
+	if !v.Verified() {
+		return fmt.Errorf("its content does not match the diff_id %s the cache gives: %w", want, store.ErrMismatch)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -157,6 +158,8 @@ func fetchVerified(ctx context.Context, src CacheSource, d ocispec.Descriptor, l
 	return raw, nil
 }
 
+var errNothingToExport = errors.New("no step to export")
+
 // exportCache writes the records of this build to every --cache-to,
 // whatever became of the build: a failed build exports the steps that
 // ran before the failure.
@@ -165,6 +168,10 @@ func (r *buildRun) exportCache(ctx context.Context) error {
 	for _, t := range r.req.CacheTo {
 		st := r.progress.start("exporting cache to " + t.Dest.String())
 		err := r.exportTo(ctx, t)
+		if errors.Is(err, errNothingToExport) {
+			st.logf("no step to export: the cache there is left as it was")
+			err = nil
+		}
 		st.done(err)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("export build cache to %s: %w", t.Dest, err))
@@ -194,6 +201,11 @@ func (r *buildRun) exportTo(ctx context.Context, t CacheTarget) error {
 			layers = append(layers, l.Descriptor)
 		}
 		cfg.Records = append(cfg.Records, tr.Record)
+	}
+	if len(cfg.Records) == 0 {
+		// Never replace a cache with an empty one (a build that failed
+		// before its first step).
+		return errNothingToExport
 	}
 	raw, err := json.Marshal(cfg)
 	if err != nil {

@@ -3,8 +3,8 @@ package build
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/gob"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
