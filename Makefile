@@ -41,6 +41,7 @@ fuzz:
 	$(GO) test ./unpack -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME) -fuzzminimizetime 1s
 	$(GO) test ./registry -run '^$$' -fuzz FuzzHandler -fuzztime $(FUZZTIME)
 	$(GO) test ./build -run '^$$' -fuzz FuzzPlan -fuzztime $(FUZZTIME)
+	$(GO) test ./build -run '^$$' -fuzz FuzzCacheRecords -fuzztime $(FUZZTIME)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi

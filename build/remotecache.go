@@ -95,30 +95,56 @@ func (r *buildRun) importFrom(ctx context.Context, src CacheSource) (int, error)
 	if err != nil {
 		return 0, err
 	}
-	var m ocispec.Manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return 0, fmt.Errorf("%s: manifest: %w", src, err)
-	}
-	if m.Config.MediaType != CacheConfigMediaType {
-		return 0, fmt.Errorf("%s is not an imgtool build cache (config %s)", src, m.Config.MediaType)
+	m, err := parseCacheManifest(raw)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", src, err)
 	}
 	raw, err = fetchVerified(ctx, src, m.Config, maxCacheConfig)
 	if err != nil {
 		return 0, err
 	}
+	recs, err := cacheRecords(m, raw)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", src, err)
+	}
+	for _, rec := range recs {
+		if rec.Layer != nil {
+			r.fetchFrom[rec.Layer.Digest] = src
+		}
+		r.remote[rec.Key] = rec
+	}
+	return len(recs), nil
+}
+
+// parseCacheManifest reads the manifest of a registry's build cache.
+func parseCacheManifest(raw []byte) (ocispec.Manifest, error) {
+	var m ocispec.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return m, fmt.Errorf("manifest: %w", err)
+	}
+	if m.Config.MediaType != CacheConfigMediaType {
+		return m, fmt.Errorf("not an imgtool build cache (config %q)", m.Config.MediaType)
+	}
+	return m, nil
+}
+
+// cacheRecords reads the records of a cache's config blob, keeping those
+// that are well-formed and whose layer the manifest lists (with the
+// manifest's descriptor: only what it lists is ever fetched).
+func cacheRecords(m ocispec.Manifest, raw []byte) ([]Record, error) {
 	var cfg cacheConfig
 	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return 0, fmt.Errorf("%s: records: %w", src, err)
+		return nil, fmt.Errorf("records: %w", err)
 	}
-	// Only layers the manifest lists are fetched, with the descriptor
-	// the manifest gives.
 	listed := map[digest.Digest]ocispec.Descriptor{}
 	for _, l := range m.Layers {
-		listed[l.Digest] = l
+		if l.Digest.Validate() == nil && l.Size >= 0 {
+			listed[l.Digest] = l
+		}
 	}
-	n := 0
+	var out []Record
 	for _, rec := range cfg.Records {
-		if rec.Key.Validate() != nil {
+		if rec.Key.Validate() != nil || rec.Key.Algorithm() != digest.SHA256 {
 			continue
 		}
 		if rec.Layer != nil {
@@ -127,12 +153,10 @@ func (r *buildRun) importFrom(ctx context.Context, src CacheSource) (int, error)
 				continue
 			}
 			rec.Layer.Descriptor = l
-			r.fetchFrom[l.Digest] = src
 		}
-		r.remote[rec.Key] = rec
-		n++
+		out = append(out, rec)
 	}
-	return n, nil
+	return out, nil
 }
 
 // fetchVerified reads a small blob, checking its size and digest.
