@@ -13,6 +13,7 @@ import (
 
 	"github.com/imgtool/imgtool/layer"
 	"github.com/imgtool/imgtool/store"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 )
 
@@ -265,6 +266,64 @@ func TestCacheLayerFormat(t *testing.T) {
 		}
 		if _, ran, out := cachedBuild(t, s, cacheDir, dir, df, mod); len(ran) != 0 {
 			t.Errorf("%s again: ran %q\n%s", name, ran, out)
+		}
+	}
+}
+
+// capturePusher keeps what a --cache-to exported.
+type capturePusher struct {
+	records []Record
+	blobs   []ocispec.Descriptor
+}
+
+func (p *capturePusher) String() string { return "capture" }
+
+func (p *capturePusher) Push(ctx context.Context, b store.Blobs, blobs []ocispec.Descriptor, d ocispec.Descriptor, raw []byte) error {
+	m, err := parseCacheManifest(raw)
+	if err != nil {
+		return err
+	}
+	cfg, err := readBlob(ctx, b, m.Config)
+	if err != nil {
+		return err
+	}
+	if p.records, err = cacheRecords(m, cfg); err != nil {
+		return err
+	}
+	p.blobs = blobs
+	for _, bd := range blobs {
+		if _, err := b.Stat(ctx, bd.Digest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestCacheExportModes: mode=min exports the steps of the stages the
+// image is made of, mode=max those of every stage built.
+func TestCacheExportModes(t *testing.T) {
+	dir := contextDir(t, map[string]string{"f": "f", "h": "h"})
+	df := "FROM base:1 AS tools\nCOPY f /f\nFROM base:1 AS mid\nCOPY h /h\nFROM mid\nCOPY --from=tools /f /g\nENV A=1\n"
+	for _, tc := range []struct {
+		max  bool
+		want []string
+	}{
+		{false, []string{"COPY h /h", "COPY --from=tools /f /g", "ENV A=1"}},
+		{true, []string{"COPY f /f", "COPY h /h", "COPY --from=tools /f /g", "ENV A=1"}},
+	} {
+		p := &capturePusher{}
+		cachedBuild(t, baseStore(t), t.TempDir(), dir, df, func(r *Request) { r.CacheTo = []CacheTarget{{Dest: p, Max: tc.max}} })
+		var got []string
+		for _, r := range p.records {
+			got = append(got, r.CreatedBy)
+		}
+		slices.Sort(got)
+		slices.Sort(tc.want)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("max=%v exported %q, want %q", tc.max, got, tc.want)
+		}
+		if len(p.blobs) != 1+len(tc.want)-1 { // the config, and a layer per COPY
+			t.Errorf("max=%v pushed %d blobs", tc.max, len(p.blobs))
 		}
 	}
 }
