@@ -30,9 +30,14 @@ func (s *stageRun) step(ctx context.Context, c instructions.Command, st *step) (
 	if !changesFiles(c) {
 		return s.configStep(c)
 	}
+	checked, hashed, read := s.r.stat.counts()
 	key, cacheable, err := s.fileStepKey(ctx, c)
 	if err != nil {
 		return false, err
+	}
+	if c2, h2, r2 := s.r.stat.counts(); c2 > checked && st != nil {
+		// What a no-change rebuild should show: nothing read.
+		st.logf("context: %d files checked, %d read (%s)", c2-checked, h2-hashed, humanBytes(r2-read))
 	}
 	if cacheable {
 		if rec, ok := s.lookup(ctx, key); ok {
@@ -217,4 +222,17 @@ func (r *buildRun) layerFormat() any {
 		Level       int    `json:"level,omitempty"`
 		Epoch       *int64 `json:"epoch,omitempty"`
 	}{string(c), r.layerOpts.Level, epoch}
+}
+
+// humanBytes formats a byte count as docker's progress does.
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2fGB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2fMB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.2fkB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
 }

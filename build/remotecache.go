@@ -76,7 +76,7 @@ func (r *buildRun) importCache(ctx context.Context) error {
 			}
 			st.logf("[Warning] cannot import the build cache: %v", err)
 		} else {
-			st.logf("%d steps", n)
+			st.logf("%d cached steps", n)
 		}
 		st.done(nil)
 	}

@@ -30,7 +30,10 @@ type statCache struct {
 	entries map[string]statEntry
 	loaded  bool
 	dirty   bool
-	hashed  int // files read, for tests
+	// checked, hashed and read count the files looked at, the files
+	// read, and their bytes, for the progress.
+	checked, hashed int
+	read            int64
 }
 
 // statEntry is one file's metadata and digest. At is when the digest was
@@ -102,6 +105,7 @@ func (sc *statCache) load() {
 func (sc *statCache) digest(host, rel string, st *unix.Stat_t) (digest.Digest, error) {
 	sc.mu.Lock()
 	sc.load()
+	sc.checked++
 	e, ok := sc.entries[rel]
 	sc.mu.Unlock()
 	cur := statEntry{Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(), Ino: st.Ino, Dev: uint64(st.Dev), Mode: st.Mode}
@@ -117,6 +121,7 @@ func (sc *statCache) digest(host, rel string, st *unix.Stat_t) (digest.Digest, e
 	cur.Digest, cur.At = d, at
 	sc.mu.Lock()
 	sc.hashed++
+	sc.read += st.Size
 	if len(sc.entries) < maxStatEntries {
 		sc.entries[rel] = cur
 		sc.dirty = true
@@ -154,4 +159,11 @@ func (sc *statCache) save() error {
 	}
 	sc.dirty = false
 	return nil
+}
+
+// counts returns the files looked at and read so far, and the bytes read.
+func (sc *statCache) counts() (checked, hashed int, read int64) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.checked, sc.hashed, sc.read
 }
