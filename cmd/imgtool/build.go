@@ -177,44 +177,6 @@ func (opts *buildOptions) destinations() ([]output, error) {
 	return outs, nil
 }
 
-// newBuilder is the build package wired to this data root: temporary
-// files and caches under it, RUN through newExecutor, base images pulled
-// into the store.
-func (o *globalOptions) newBuilder(ctx context.Context, s *store.Store, show bool) (*build.Builder, error) {
-	exe, err := newExecutor(o)
-	if err != nil {
-		exe = missingExecutor{err} // Dockerfiles without RUN build without one
-	}
-	var progress io.Writer
-	if show {
-		progress = os.Stderr
-	}
-	cache, err := o.openBuildCache()
-	if err != nil {
-		return nil, err
-	}
-	uc, err := o.openCache(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &build.Builder{
-		Store: s, Executor: exe, Progress: progress,
-		TempDir:  filepath.Join(o.root, "tmp"),
-		CacheDir: o.buildCacheDir(),
-		Cache:    cache,
-		Unpack:   uc,
-		Pull: func(ctx context.Context, ref string) error {
-			_, err := o.resolveOrPull(ctx, s, transport.Location{Kind: transport.Registry, Ref: ref})
-			return err
-		},
-	}, nil
-}
-
-// missingExecutor reports, at the first RUN, why RUN cannot run here.
-type missingExecutor struct{ err error }
-
-func (m missingExecutor) Run(context.Context, build.RunSpec) (int, error) { return 0, m.err }
-
 // nameImage records the image in the store under every tag, or unnamed.
 func nameImage(ctx context.Context, s *store.Store, tags []string, res build.Result) error {
 	if len(tags) == 0 {
