@@ -3,6 +3,9 @@ package build
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -325,5 +328,32 @@ func TestCacheExportModes(t *testing.T) {
 		if len(p.blobs) != 1+len(tc.want)-1 { // the config, and a layer per COPY
 			t.Errorf("max=%v pushed %d blobs", tc.max, len(p.blobs))
 		}
+	}
+}
+
+// TestCacheAfterUncacheableStep: an ADD of a URL without --checksum
+// always runs (its content is known only once downloaded), and later
+// steps chain on what it gave: the same download keeps them cached,
+// layered onto the filesystem the ADD ran in.
+func TestCacheAfterUncacheableStep(t *testing.T) {
+	body := "downloaded\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) }))
+	defer srv.Close()
+	s := baseStore(t)
+	cacheDir := t.TempDir()
+	dir := contextDir(t, map[string]string{"a": "a\n", "b": "b\n"})
+	df := "FROM base:1\nADD " + srv.URL + "/file /file\nCOPY a /a\nCOPY b /b\nRUN cat /file /a /b > /all\n"
+	cachedBuild(t, s, cacheDir, dir, df, nil)
+	mustWrite(t, filepath.Join(dir, "b"), "B\n")
+	res, ran, out := cachedBuild(t, s, cacheDir, dir, df, nil)
+	if want := []string{"ADD " + srv.URL + "/file /file", "COPY b /b", "RUN cat /file /a /b > /all"}; !slices.Equal(ran, want) {
+		t.Errorf("ran %q, want %q\n%s", ran, want, out)
+	}
+	if f := imageFile(t, s, res, "all"); f.data != "downloaded\na\nB\n" {
+		t.Errorf("/all = %q", f.data)
+	}
+	body = "changed\n"
+	if _, ran, out := cachedBuild(t, s, cacheDir, dir, df, nil); len(ran) != 4 {
+		t.Errorf("after the download changed, ran %q\n%s", ran, out)
 	}
 }
