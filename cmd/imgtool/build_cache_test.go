@@ -136,6 +136,23 @@ func TestBuildCacheKeepStorage(t *testing.T) {
 	if _, cached := buildCounted(t, c, dir, "old:1"); cached != 0 {
 		t.Errorf("evicted step: %d cached", cached)
 	}
+	if _, cached := buildCounted(t, c, dir, "old:1", "--no-cache-filter", "0"); cached != 0 {
+		t.Errorf("--no-cache-filter 0: %d cached", cached)
+	}
+
+	// The bound applies after every build that ran a step: the least
+	// recently used steps go, and their layers once no image holds them.
+	c.ok("rmi", "old:1")
+	writeContext(t, dir, map[string]string{"a": big + "3"})
+	buildCounted(t, c, dir, "new:1", "--cache-keep-storage", "150KB")
+	writeContext(t, dir, map[string]string{"a": big + "1"})
+	if _, cached := buildCounted(t, c, dir, "other:1"); cached != 0 {
+		t.Errorf("a step past --cache-keep-storage stayed: %d cached", cached)
+	}
+	writeContext(t, dir, map[string]string{"a": big + "3"})
+	if _, cached := buildCounted(t, c, dir, "new:1"); cached != 1 {
+		t.Errorf("the newest step went: %d cached", cached)
+	}
 }
 
 // TestBuildCacheConcurrent: builds sharing one data root and one cache
