@@ -55,6 +55,13 @@ runs in new user, mount and pid namespaces, without root. Layers are zstd-compre
 default (--compression gzip for docker before 23). With SOURCE_DATE_EPOCH (or
 --source-date-epoch) the same inputs always give the same image digest.
 
+Every step is cached under ROOT/cache/build: a step whose instruction, inputs (the
+files a COPY copies, the ARGs a RUN sees) and parent steps are unchanged is shown
+CACHED and not run. --no-cache runs them all; --no-cache-filter the steps of the stages
+it names. --cache-to type=registry,ref=REF[,mode=max] exports the cache to a registry,
+--cache-from type=registry,ref=REF takes steps from it (another machine, an empty root).
+imgtool prune --cache empties it.
+
 --output writes the image elsewhere too: type=oci,dest=DIR, type=oci-archive,dest=FILE,
 type=docker-archive,dest=FILE or type=registry,name=REF; or its filesystem:
 type=local,dest=DIR (or just DIR) and type=tar,dest=FILE (or - for standard output).
@@ -62,7 +69,8 @@ type=local,dest=DIR (or just DIR) and type=tar,dest=FILE (or - for standard outp
 		Example: `  imgtool build -t app:1 .
   imgtool build -f build/Dockerfile --target runtime --build-arg VERSION=1.2 -t app:1 .
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) imgtool build -t reg.example/app:1 --push .
-  imgtool build -o type=oci-archive,dest=app.tar --iidfile app.id .`,
+  imgtool build -o type=oci-archive,dest=app.tar --iidfile app.id .
+  imgtool build --cache-to type=registry,ref=reg.example/app:cache,mode=max --cache-from reg.example/app:cache -t app:1 .`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.build(cmd, args[0], &opts)
