@@ -28,6 +28,7 @@ type statCache struct {
 	mu   sync.Mutex
 	// entries maps a path below root to what was known of it.
 	entries map[string]statEntry
+	seen    map[string]bool // the paths this build looked at
 	loaded  bool
 	dirty   bool
 	// checked, hashed and read count the files looked at, the files
@@ -55,8 +56,8 @@ type statEntry struct {
 // metadata to be distrusted: above the coarse kernel clock's tick.
 const racyWindow = int64(50 * time.Millisecond)
 
-// maxStatCache bounds the stat cache file read, and maxStatEntries the
-// entries written back.
+// maxStatCache bounds the stat cache file read; past maxStatEntries
+// entries, only those of the last build are written back.
 const (
 	maxStatCache   = 256 << 20
 	maxStatEntries = 2_000_000
@@ -75,7 +76,7 @@ const statVersion = 1
 // newStatCache returns the stat cache of the context at root, kept in
 // the build cache c (nil: an empty one that is never saved).
 func newStatCache(c *Cache, root string) *statCache {
-	sc := &statCache{root: root, entries: map[string]statEntry{}}
+	sc := &statCache{root: root, entries: map[string]statEntry{}, seen: map[string]bool{}}
 	if c != nil {
 		sum := sha256.Sum256([]byte(root))
 		sc.path = filepath.Join(c.dir, "files", hex.EncodeToString(sum[:]))
@@ -106,6 +107,7 @@ func (sc *statCache) digest(host, rel string, st *unix.Stat_t) (digest.Digest, e
 	sc.mu.Lock()
 	sc.load()
 	sc.checked++
+	sc.seen[rel] = true
 	e, ok := sc.entries[rel]
 	sc.mu.Unlock()
 	cur := statEntry{Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(), Ino: st.Ino, Dev: uint64(st.Dev), Mode: st.Mode}
@@ -122,10 +124,8 @@ func (sc *statCache) digest(host, rel string, st *unix.Stat_t) (digest.Digest, e
 	sc.mu.Lock()
 	sc.hashed++
 	sc.read += st.Size
-	if len(sc.entries) < maxStatEntries {
-		sc.entries[rel] = cur
-		sc.dirty = true
-	}
+	sc.entries[rel] = cur
+	sc.dirty = true
 	sc.mu.Unlock()
 	return d, nil
 }
@@ -149,6 +149,14 @@ func (sc *statCache) save() error {
 	defer sc.mu.Unlock()
 	if sc.path == "" || !sc.dirty {
 		return nil
+	}
+	if len(sc.entries) > maxStatEntries {
+		// Grown with files long gone: keep what this build used.
+		for rel := range sc.entries {
+			if !sc.seen[rel] {
+				delete(sc.entries, rel)
+			}
+		}
 	}
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(statFile{Version: statVersion, Root: sc.root, Entries: sc.entries}); err != nil {
