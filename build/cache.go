@@ -193,6 +193,7 @@ func (c *Cache) entries(ctx context.Context) ([]cacheEntry, error) {
 		out = append(out, cacheEntry{Record: rec, path: p, lastUse: fi.ModTime()})
 	}
 	slices.SortFunc(out, func(a, b cacheEntry) int { return a.lastUse.Compare(b.lastUse) })
+	removeStaleTemps(filepath.Join(c.dir, "files"))
 	return out, nil
 }
 
@@ -285,6 +286,16 @@ func (c *Cache) Evict(ctx context.Context, keepBytes int64, wait bool) (EvictRep
 		}
 	}
 	return rep, nil
+}
+
+// removeStaleTemps removes the temporaries killed processes left in dir.
+func removeStaleTemps(dir string) {
+	des, _ := os.ReadDir(dir)
+	for _, de := range des {
+		if fi, err := de.Info(); err == nil && strings.HasPrefix(de.Name(), ".tmp-") && time.Since(fi.ModTime()) > time.Hour {
+			os.Remove(filepath.Join(dir, de.Name()))
+		}
+	}
 }
 
 func removeChildren(dir string) error {

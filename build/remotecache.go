@@ -53,6 +53,9 @@ type CacheTarget struct {
 	// Max exports the steps of every stage the build ran (mode=max);
 	// else only those of the stages the image is made of (mode=min).
 	Max bool
+	// IgnoreError makes a failed export a warning, not a failed build
+	// (buildx's ignore-error=true).
+	IgnoreError bool
 }
 
 // cacheConfig is the config blob of an exported cache.
@@ -194,6 +197,10 @@ func (r *buildRun) exportCache(ctx context.Context) error {
 		err := r.exportTo(ctx, t)
 		if errors.Is(err, errNothingToExport) {
 			st.logf("no step to export: the cache there is left as it was")
+			err = nil
+		}
+		if err != nil && t.IgnoreError {
+			st.logf("[Warning] cannot export the build cache: %v", err)
 			err = nil
 		}
 		st.done(err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/docker/go-units"
@@ -37,7 +38,7 @@ type cacheOptions struct {
 func (c *cacheOptions) register(f *pflag.FlagSet) {
 	f.StringSliceVar(&c.noCacheFilter, "no-cache-filter", nil, "do not use the build cache for these stages (names or numbers, comma-separated)")
 	f.StringArrayVar(&c.cacheFrom, "cache-from", nil, "take cached steps from a registry: type=registry,ref=REF (or just REF) (repeatable)")
-	f.StringArrayVar(&c.cacheTo, "cache-to", nil, "export this build's steps to a registry: type=registry,ref=REF[,mode=min|max] (or just REF) (repeatable)")
+	f.StringArrayVar(&c.cacheTo, "cache-to", nil, "export this build's steps to a registry: type=registry,ref=REF[,mode=min|max][,ignore-error=true] (or just REF) (repeatable)")
 	f.StringVar(&c.keepStorage, "cache-keep-storage", defaultCacheStorage, "bound of the local build cache; past it the least recently used steps are evicted")
 }
 
@@ -49,25 +50,25 @@ func (o *globalOptions) buildCacheDir() string { return filepath.Join(o.root, "c
 func (c *cacheOptions) apply(req *build.Request, env transport.Env) error {
 	req.NoCacheFilter = c.noCacheFilter
 	for _, spec := range c.cacheFrom {
-		ref, _, err := parseCacheSpec("--cache-from", spec)
+		ref, _, _, err := parseCacheSpec("--cache-from", spec)
 		if err != nil {
 			return err
 		}
 		req.CacheFrom = append(req.CacheFrom, &registryCache{ref: ref, env: env})
 	}
 	for _, spec := range c.cacheTo {
-		ref, mode, err := parseCacheSpec("--cache-to", spec)
+		ref, mode, ignoreErr, err := parseCacheSpec("--cache-to", spec)
 		if err != nil {
 			return err
 		}
-		req.CacheTo = append(req.CacheTo, build.CacheTarget{Dest: &registryCache{ref: ref, env: env}, Max: mode == "max"})
+		req.CacheTo = append(req.CacheTo, build.CacheTarget{Dest: &registryCache{ref: ref, env: env}, Max: mode == "max", IgnoreError: ignoreErr})
 	}
 	return nil
 }
 
-// parseCacheSpec parses type=registry,ref=REF[,mode=min|max] as buildx
-// spells it, or a bare REF as buildah takes it.
-func parseCacheSpec(flag, spec string) (ref, mode string, err error) {
+// parseCacheSpec parses type=registry,ref=REF[,mode=min|max][,ignore-error=true]
+// as buildx spells it, or a bare REF as buildah takes it.
+func parseCacheSpec(flag, spec string) (ref, mode string, ignoreErr bool, err error) {
 	mode = "min"
 	if !strings.Contains(spec, "=") {
 		ref = spec
@@ -77,29 +78,33 @@ func parseCacheSpec(flag, spec string) (ref, mode string, err error) {
 			switch k {
 			case "type":
 				if v != "registry" {
-					return "", "", usageError{fmt.Errorf("%s %q: only type=registry is supported", flag, spec)}
+					return "", "", false, usageError{fmt.Errorf("%s %q: only type=registry is supported", flag, spec)}
 				}
 			case "ref":
 				ref = v
 			case "mode":
 				if v != "min" && v != "max" {
-					return "", "", usageError{fmt.Errorf("%s %q: mode is min or max", flag, spec)}
+					return "", "", false, usageError{fmt.Errorf("%s %q: mode is min or max", flag, spec)}
 				}
 				mode = v
-			case "image-manifest", "oci-mediatypes", "ignore-error":
+			case "ignore-error":
+				if ignoreErr, err = strconv.ParseBool(v); err != nil {
+					return "", "", false, usageError{fmt.Errorf("%s %q: ignore-error is true or false", flag, spec)}
+				}
+			case "image-manifest", "oci-mediatypes":
 				// buildx attributes that imgtool's format makes moot.
 			default:
-				return "", "", usageError{fmt.Errorf("%s %q: unknown field %q; want type=registry,ref=REF[,mode=min|max]", flag, spec, k)}
+				return "", "", false, usageError{fmt.Errorf("%s %q: unknown field %q; want type=registry,ref=REF[,mode=min|max]", flag, spec, k)}
 			}
 		}
 	}
 	if ref == "" {
-		return "", "", usageError{fmt.Errorf("%s %q: name the registry reference, ref=REF", flag, spec)}
+		return "", "", false, usageError{fmt.Errorf("%s %q: name the registry reference, ref=REF", flag, spec)}
 	}
 	if _, err := store.NormalizeRef(ref); err != nil {
-		return "", "", usageError{fmt.Errorf("%s: %w", flag, err)}
+		return "", "", false, usageError{fmt.Errorf("%s: %w", flag, err)}
 	}
-	return ref, mode, nil
+	return ref, mode, ignoreErr, nil
 }
 
 // registryCache is a build cache kept in a registry under ref.

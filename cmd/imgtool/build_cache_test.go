@@ -248,6 +248,15 @@ func TestBuildCacheRegistry(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stderr, "cannot import the build cache") {
 		t.Errorf("missing cache: exit %d\n%s", r.code, r.stderr)
 	}
+	// An export that fails fails the build, unless ignore-error=true.
+	dead := "127.0.0.1:1/cache/app:1"
+	if line := e.fail(1, "build", "--cache-to", dead, dir); !strings.Contains(line, "export build cache to "+dead) {
+		t.Errorf("export to a dead registry: %s", line)
+	}
+	r = e.run(nil, "build", "--cache-to", "type=registry,ref="+dead+",ignore-error=true", dir)
+	if r.code != 0 || !strings.Contains(r.stderr, "cannot export the build cache") {
+		t.Errorf("ignore-error=true: exit %d\n%s", r.code, r.stderr)
+	}
 	e.fail(2, "build", "--cache-to", "type=local,dest=x", dir)
 	e.fail(2, "build", "--cache-to", "type=registry,ref="+cacheRef+",mode=all", dir)
 }
