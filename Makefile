@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test ./build -run '^$$' -fuzz FuzzPlan -fuzztime $(FUZZTIME)
 	$(GO) test ./registry -run '^$$' -fuzz FuzzParseHtpasswd -fuzztime $(FUZZTIME)
 	$(GO) test ./cmd/imgtool -run '^$$' -fuzz FuzzParseConfig -fuzztime $(FUZZTIME)
+	$(GO) test ./build -run '^$$' -fuzz FuzzCacheRecords -fuzztime $(FUZZTIME)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi

@@ -15,6 +15,8 @@ import (
 	"github.com/imgtool/imgtool/layer"
 	"github.com/imgtool/imgtool/manifest"
 	"github.com/imgtool/imgtool/store"
+	"github.com/imgtool/imgtool/unpack"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -38,6 +40,12 @@ type Builder struct {
 	Pull func(ctx context.Context, ref string) error
 	// HTTPClient fetches ADD URLs (nil: http.DefaultClient).
 	HTTPClient *http.Client
+	// Cache is the step cache (nil: every step runs, nothing is kept).
+	Cache *Cache
+	// Unpack, when set, is where stage root filesystems are unpacked
+	// from (a copy of its entry), so that a base image is unpacked once
+	// for every build; nil unpacks each build's layers itself.
+	Unpack *unpack.Cache
 }
 
 // Request is one build.
@@ -71,12 +79,23 @@ type Request struct {
 	// PullAlways fetches every base image again, even when the store has
 	// it (docker build --pull), so that a moved tag is followed.
 	PullAlways bool
+	// NoCache looks no step up in the cache (steps are still recorded);
+	// NoCacheFilter does so for the stages it names only.
+	NoCache       bool
+	NoCacheFilter []string
+	// CacheFrom are registries' build caches to take steps from
+	// (--cache-from), CacheTo where to export this build's steps to
+	// (--cache-to), also when the build fails.
+	CacheFrom []CacheSource
+	CacheTo   []CacheTarget
 }
 
 // Result is the built image, its blobs in the store.
 type Result struct {
 	Manifest ocispec.Descriptor // carries the platform
 	Config   ocispec.Descriptor
+	// Ran counts the steps that ran rather than came from the cache.
+	Ran int
 }
 
 // Build builds req's target stage and the stages it needs, writes the
@@ -126,7 +145,23 @@ func (b *Builder) Build(ctx context.Context, req Request) (Result, error) {
 		r.progress.w = io.Discard
 	}
 	r.layerOpts = layer.Options{Compression: req.Compression, SourceDateEpoch: req.SourceDateEpoch, Rootless: r.rootless}
-	return r.build(ctx)
+	r.stat = newStatCache(b.Cache, bctx.t.root)
+	defer func() {
+		if err := r.stat.save(); err != nil {
+			r.progress.printf("[Warning] %v\n", err)
+		}
+	}()
+	if err := r.importCache(ctx); err != nil {
+		return Result{}, err
+	}
+	res, err := r.build(ctx)
+	if xerr := r.exportCache(ctx); xerr != nil {
+		err = errors.Join(err, xerr)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	return res, nil
 }
 
 // buildRun is the state of one build.
@@ -145,6 +180,13 @@ type buildRun struct {
 	building  []bool             // stages in progress, to catch cycles
 	images    map[string]*source // images COPY --from unpacked
 	usedArgs  map[string]bool    // --build-args some ARG consumed
+	stat      *statCache         // digests of the context's files
+	// remote holds the records --cache-from loaded; fetchFrom says which
+	// registry holds each of their layers.
+	remote    map[digest.Digest]Record
+	fetchFrom map[digest.Digest]CacheSource
+	touched   []touched // the records this build used or made, for --cache-to
+	ran       int       // steps run, not cached
 }
 
 func (r *buildRun) build(ctx context.Context) (Result, error) {
@@ -167,7 +209,7 @@ func (r *buildRun) build(ctx context.Context) (Result, error) {
 	}
 	r.warnUnusedArgs()
 	t := r.stages[r.target]
-	return Result{Manifest: t.desc, Config: t.config}, nil
+	return Result{Manifest: t.desc, Config: t.config, Ran: r.ran}, nil
 }
 
 // stage builds stage i unless it is built, and returns it.

@@ -142,9 +142,8 @@ func (s *stageRun) applyChange(change string) error {
 	return nil
 }
 
-// workdir sets the working directory and makes it, as docker does, which
-// gives a layer when it did not exist.
-func (s *stageRun) workdir(ctx context.Context, c *instructions.WorkdirCommand) error {
+// setWorkdir sets the working directory in the config.
+func (s *stageRun) setWorkdir(c *instructions.WorkdirCommand) error {
 	if c.Path == "" {
 		return fmt.Errorf("WORKDIR path is empty")
 	}
@@ -153,6 +152,12 @@ func (s *stageRun) workdir(ctx context.Context, c *instructions.WorkdirCommand) 
 		p = path.Join("/", s.img.Config.WorkingDir, p)
 	}
 	s.img.Config.WorkingDir = path.Clean(p)
+	return nil
+}
+
+// workdir makes the working directory setWorkdir set, as docker does,
+// which gives a layer when it did not exist.
+func (s *stageRun) workdir(ctx context.Context, c *instructions.WorkdirCommand) error {
 	o, err := s.userOwner()
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
+	"github.com/opencontainers/go-digest"
 )
 
 // source is a tree that COPY and ADD read from: the build context (with
@@ -20,6 +22,25 @@ type source struct {
 	t      *tree
 	ignore *patternmatcher.PatternMatcher // nil: nothing is ignored
 	what   string                         // "build context", "stage build", for messages
+	// key is the cache key of a stage's or an image's tree ("" for the
+	// context, whose files are digested instead).
+	key digest.Digest
+	// load makes t when it is first needed: a stage or image whose steps
+	// were all cached is only unpacked when a step that reads it runs.
+	load func(ctx context.Context) (*tree, error)
+}
+
+// open makes the source's tree if it is not there yet.
+func (s *source) open(ctx context.Context) error {
+	if s.t != nil {
+		return nil
+	}
+	t, err := s.load(ctx)
+	if err != nil {
+		return err
+	}
+	s.t = t
+	return nil
 }
 
 // readIgnore reads the ignore file of a build: <Dockerfile>.dockerignore

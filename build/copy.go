@@ -46,8 +46,10 @@ func (s *stageRun) copyCmd(ctx context.Context, c *instructions.CopyCommand) err
 	})
 }
 
-// fromSource is the tree COPY --from names: an earlier (or any other)
-// stage, built if need be, or an image, unpacked once per build.
+// fromSource is the tree COPY --from (or RUN --mount from=) names: an
+// earlier (or any other) stage, built if need be, or an image. Either is
+// known by its cache key, and unpacked only when a step that reads it
+// runs.
 func (r *buildRun) fromSource(ctx context.Context, name string, self int) (*source, error) {
 	if j, ok := r.plan.stageIndex(name, len(r.plan.stages)); ok {
 		if j == self {
@@ -57,7 +59,9 @@ func (r *buildRun) fromSource(ctx context.Context, name string, self int) (*sour
 		if err != nil {
 			return nil, err
 		}
-		return &source{t: st.rootfs, what: "stage " + name}, nil
+		return &source{what: "stage " + name, key: st.key, load: func(ctx context.Context) (*tree, error) {
+			return r.stageTree(ctx, st)
+		}}, nil
 	}
 	if src, ok := r.images[name]; ok {
 		return src, nil
@@ -69,19 +73,14 @@ func (r *buildRun) fromSource(ctx context.Context, name string, self int) (*sour
 		step.done(err)
 		return nil, err
 	}
-	dir, err := r.tempDir("from-")
-	if err == nil {
-		err = r.unpack(ctx, im, dir+"/rootfs")
-	}
-	var t *tree
-	if err == nil {
-		t, err = newTree(dir + "/rootfs")
-	}
-	step.done(err)
+	step.done(nil)
+	key, err := chainKey("", "image", im.digest)
 	if err != nil {
 		return nil, err
 	}
-	src := &source{t: t, what: "image " + name}
+	src := &source{what: "image " + name, key: key, load: func(ctx context.Context) (*tree, error) {
+		return r.materialiseTree(ctx, "from-", im.layers)
+	}}
 	r.images[name] = src
 	return src, nil
 }
@@ -108,6 +107,9 @@ func (s *stageRun) copy(ctx context.Context, op copyOp) error {
 	}
 	excl, err := newExcludes(op.excludes)
 	if err != nil {
+		return err
+	}
+	if err := op.from.open(ctx); err != nil {
 		return err
 	}
 	c := &copier{w: newFSWriter(s.rootfs, s.r.rootless), from: op.from, owner: o, chmod: chmod, excludes: excl, ctx: ctx}

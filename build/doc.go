@@ -10,4 +10,13 @@
 // provided by the caller) and its changes become a layer through a snapshot
 // diff; the other instructions change the image config. Images are
 // assembled with package manifest and written into a store.Store.
+//
+// It owns the build cache too: every step has a key (cachekey.go) that
+// chains its base, the instruction after expansion, the ARGs a RUN sees
+// and the digests of the context files a COPY copies (read only when
+// their metadata changed, statcache.go). A Cache on disk (cache.go) maps
+// keys to the layers steps gave, and a hit reuses the layer without
+// running anything; a stage's filesystem is only unpacked when a step
+// that needs it misses (lazyfs.go). The records travel through any
+// registry as one OCI manifest (remotecache.go).
 package build

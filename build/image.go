@@ -14,8 +14,8 @@ import (
 
 	"github.com/imgtool/imgtool/manifest"
 	"github.com/imgtool/imgtool/store"
-	"github.com/imgtool/imgtool/unpack"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -25,6 +25,7 @@ const maxConfigSize = 8 << 20
 // baseImage is an image from the store that a stage starts from.
 type baseImage struct {
 	ref      string
+	digest   digest.Digest // of its manifest
 	img      dockerspec.DockerOCIImage
 	layers   []manifest.LayerDesc
 	manifest ocispec.Manifest
@@ -71,7 +72,7 @@ func (r *buildRun) baseImage(ctx context.Context, ref string, st *step) (*baseIm
 	if err != nil {
 		return nil, fmt.Errorf("base image %s: %w", ref, err)
 	}
-	return &baseImage{ref: ref, img: img, layers: layers, manifest: m}, nil
+	return &baseImage{ref: ref, digest: im.Descriptor.Digest, img: img, layers: layers, manifest: m}, nil
 }
 
 func readBlob(ctx context.Context, s store.Blobs, d ocispec.Descriptor) ([]byte, error) {
@@ -86,27 +87,6 @@ func readBlob(ctx context.Context, s store.Blobs, d ocispec.Descriptor) ([]byte,
 	return io.ReadAll(io.LimitReader(rc, d.Size))
 }
 
-// unpack materialises an image's layers as a stage's root filesystem.
-func (r *buildRun) unpack(ctx context.Context, im *baseImage, dest string) error {
-	if _, err := unpack.Image(ctx, r.b.Store, im.manifest, dest, unpack.Options{Rootless: r.rootless}); err != nil {
-		return fmt.Errorf("unpack base image %s: %w", im.ref, err)
-	}
-	return nil
-}
-
-// unpackStage materialises an earlier stage's image as the root
-// filesystem of a stage built FROM it.
-func (r *buildRun) unpackStage(ctx context.Context, prev *stageResult, dest string) error {
-	m, err := store.ImageManifest(ctx, r.b.Store, prev.desc)
-	if err != nil {
-		return err
-	}
-	if _, err := unpack.Image(ctx, r.b.Store, m, dest, unpack.Options{Rootless: r.rootless}); err != nil {
-		return fmt.Errorf("unpack stage: %w", err)
-	}
-	return nil
-}
-
 // mkdirRootfs makes the empty root filesystem of a FROM scratch stage.
 func mkdirRootfs(dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -115,25 +95,43 @@ func mkdirRootfs(dir string) error {
 	return nil
 }
 
-// commit records the stage's history and writes its config and manifest
-// into the store. The target stage gets the request's labels and
-// annotations.
+// commit records the stage's history and, for the target stage, writes
+// its config and manifest into the store, with the request's labels and
+// annotations. Each history entry has the time its step first ran, so
+// that a rebuild from the cache gives the same image.
 func (s *stageRun) commit(ctx context.Context) (*stageResult, error) {
 	r := s.r
-	img, err := manifest.Append(s.img.Image, s.steps, manifest.AppendOptions{Created: time.Now(), SourceDateEpoch: r.req.SourceDateEpoch})
+	img := s.img.Image
+	var err error
+	if len(s.steps) == 0 {
+		img, err = manifest.Append(img, nil, manifest.AppendOptions{Created: time.Now(), SourceDateEpoch: r.req.SourceDateEpoch})
+	}
+	for i, st := range s.steps {
+		if err != nil {
+			break
+		}
+		img, err = manifest.Append(img, []manifest.Step{st}, manifest.AppendOptions{Created: s.times[i], SourceDateEpoch: r.req.SourceDateEpoch})
+	}
 	if err != nil {
 		return nil, err
 	}
 	s.img.Image = img
+	res := &stageResult{img: s.img, layers: s.layers, key: s.key, rootfs: s.rootfs}
+	if s.idx != r.target {
+		return res, nil
+	}
 	var opts manifest.ImageOptions
-	if s.idx == r.target {
-		if len(r.req.Labels) > 0 {
-			if s.img.Config.Labels == nil {
-				s.img.Config.Labels = map[string]string{}
-			}
-			maps.Copy(s.img.Config.Labels, r.req.Labels)
+	if len(r.req.Labels) > 0 {
+		if s.img.Config.Labels == nil {
+			s.img.Config.Labels = map[string]string{}
 		}
-		opts.Annotations = r.req.Annotations
+		maps.Copy(s.img.Config.Labels, r.req.Labels)
+	}
+	opts.Annotations = r.req.Annotations
+	// The image needs every layer in the store, also those a
+	// --cache-from hit only named.
+	if err := r.ensureBlobs(ctx, s.layers); err != nil {
+		return nil, err
 	}
 	blobs, err := manifest.DockerImage(s.img, s.layers, opts)
 	if err != nil {
@@ -144,5 +142,6 @@ func (s *stageRun) commit(ctx context.Context) (*stageResult, error) {
 			return nil, fmt.Errorf("write image: %w", err)
 		}
 	}
-	return &stageResult{img: s.img, layers: s.layers, desc: blobs.Manifest.Descriptor, config: blobs.Config.Descriptor, rootfs: s.rootfs}, nil
+	res.img, res.desc, res.config = s.img, blobs.Manifest.Descriptor, blobs.Config.Descriptor
+	return res, nil
 }

@@ -8,8 +8,8 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"time"
 
+	"github.com/imgtool/imgtool/internal/flock"
 	"github.com/imgtool/imgtool/layer"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"golang.org/x/sys/unix"
@@ -60,25 +60,31 @@ func (m *mounter) add(ctx context.Context, mnt *instructions.Mount, env *[]strin
 }
 
 // cache returns the host directory of a cache mount, with its mode and
-// (when privileged) owner set, holding its lock for sharing=locked (and
-// for private, which takes a fresh directory when another build holds
-// it, as BuildKit does). The lock is a file beside the directory, never
-// inside it (buildah#4342).
+// (when privileged) owner set, holding its lock for the run: shared
+// (sharing=shared, the default: any number of builds at once; it keeps
+// prune --cache off), exclusive for sharing=locked (waiting for the
+// others), and for private, which takes a fresh directory when another
+// build uses it, as BuildKit does. The lock is a file beside the
+// directory, never inside it (buildah#4342).
 func (m *mounter) cache(ctx context.Context, id string, mnt *instructions.Mount) (string, error) {
 	dir, err := m.s.r.cacheDir(id)
 	if err != nil {
 		return "", err
 	}
+	how, wait := unix.LOCK_SH, true
 	switch mnt.CacheSharing {
-	case instructions.MountSharingLocked, instructions.MountSharingPrivate:
-		held, err := m.lock(ctx, dir+".lock", mnt.CacheSharing == instructions.MountSharingLocked)
-		if err != nil {
-			return "", fmt.Errorf("cache %q: %w", id, err)
-		}
-		if !held {
-			if dir, err = m.s.r.tempDir("cache-"); err != nil {
-				return "", err
-			}
+	case instructions.MountSharingLocked:
+		how = unix.LOCK_EX
+	case instructions.MountSharingPrivate:
+		how, wait = unix.LOCK_EX, false
+	}
+	held, err := m.lock(ctx, dir+".lock", how, wait)
+	if err != nil {
+		return "", fmt.Errorf("cache %q: %w", id, err)
+	}
+	if !held {
+		if dir, err = m.s.r.tempDir("cache-"); err != nil {
+			return "", err
 		}
 	}
 	if mnt.Mode != nil {
@@ -101,34 +107,23 @@ func (m *mounter) cache(ctx context.Context, id string, mnt *instructions.Mount)
 	return dir, nil
 }
 
-// lock takes an exclusive flock on file, waiting for it when wait is
-// set (polling, so that ctx can stop the wait), and keeps it until
-// cleanup. It reports whether it holds the lock.
-func (m *mounter) lock(ctx context.Context, file string, wait bool) (bool, error) {
+// lock takes a flock (how: unix.LOCK_SH or LOCK_EX) on file, waiting for
+// it when wait is set, and keeps it until cleanup. It reports whether it
+// holds the lock.
+func (m *mounter) lock(ctx context.Context, file string, how int, wait bool) (bool, error) {
 	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return false, err
 	}
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			m.locks = append(m.locks, f)
-			return true, nil
+	if err := flock.Lock(ctx, f, how, wait); err != nil {
+		f.Close()
+		if errors.Is(err, flock.ErrBusy) {
+			return false, nil
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || !wait {
-			f.Close()
-			if errors.Is(err, unix.EWOULDBLOCK) {
-				return false, nil
-			}
-			return false, err
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return false, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+		return false, err
 	}
+	m.locks = append(m.locks, f)
+	return true, nil
 }
 
 // secret mounts the host file --secret id=ID,src=FILE names, or sets it
@@ -172,6 +167,9 @@ func (m *mounter) bindSource(ctx context.Context, mnt *instructions.Mount) (stri
 	if mnt.From != "" {
 		var err error
 		if src, err = m.s.r.fromSource(ctx, mnt.From, m.s.idx); err != nil {
+			return "", err
+		}
+		if err := src.open(ctx); err != nil {
 			return "", err
 		}
 	}

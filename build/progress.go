@@ -55,6 +55,9 @@ func (s *step) done(err error) {
 	s.p.printf("#%d DONE %.1fs\n", s.n, d)
 }
 
+// cached says the step came from the cache, as docker build does.
+func (s *step) cached() { s.p.printf("#%d CACHED\n", s.n) }
+
 // tailLines is how much of a failing RUN's output its error repeats.
 const tailLines = 10
 

@@ -244,3 +244,56 @@ func TestCacheSharing(t *testing.T) {
 		t.Errorf("cache directory mode %o uid %d (%v)", st.Mode&0o777, st.Uid, err)
 	}
 }
+
+// TestCacheSharedMount: sharing=shared (the default) uses the cache
+// directory while other builds do, and holds a shared lock on it for the
+// run, which keeps prune --cache and sharing=locked runs off.
+func TestCacheSharedMount(t *testing.T) {
+	s := baseStore(t)
+	cacheRoot := t.TempDir()
+	dir := filepath.Join(cacheRoot, cacheKey("dl"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	other, err := os.OpenFile(dir+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := unix.Flock(int(other.Fd()), unix.LOCK_SH); err != nil {
+		t.Fatal(err)
+	}
+	probe, err := os.OpenFile(dir+".lock", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	b := &Builder{Store: s, Executor: unshareExecutor{}, TempDir: filepath.Join(t.TempDir(), "tmp"), CacheDir: cacheRoot}
+	// The run checks that nobody may take the lock exclusively meanwhile.
+	df := "FROM base:1\nRUN --mount=type=cache,id=dl,target=/c touch /c/shared && sleep 3\n"
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Build(context.Background(), Request{ContextDir: t.TempDir(), Dockerfile: []byte(df)})
+		done <- err
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "shared")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sharing=shared did not run while another build holds the cache")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	other.Close() // only the run's shared lock is left
+	if err := unix.Flock(int(probe.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		t.Error("the cache mount was lockable exclusively while a run used it")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(probe.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Errorf("the run kept the cache mount's lock: %v", err)
+	}
+}

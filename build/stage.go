@@ -3,15 +3,16 @@ package build
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/imgtool/imgtool/manifest"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -22,7 +23,8 @@ type stageResult struct {
 	layers []manifest.LayerDesc
 	desc   ocispec.Descriptor // manifest
 	config ocispec.Descriptor
-	rootfs *tree
+	key    digest.Digest // the cache key of its last step
+	rootfs *tree         // nil until a step that reads it runs
 }
 
 // stageRun is the state of a stage while its instructions run.
@@ -32,13 +34,17 @@ type stageRun struct {
 	label  string
 	pos    int // instruction number, FROM being 1
 	total  int
-	rootfs *tree
+	rootfs *tree // nil until a step runs (see tree)
 	img    dockerspec.DockerOCIImage
 	layers []manifest.LayerDesc
 	steps  []manifest.Step
-	args   *argScope
-	cmdSet bool // CMD set in this stage, which ENTRYPOINT must not clear
-	lex    *shell.Lex
+	times  []time.Time   // when each step first ran, for the history
+	key    digest.Digest // the cache key of the state so far
+	// noCache: this stage looks nothing up (--no-cache, --no-cache-filter).
+	noCache bool
+	args    *argScope
+	cmdSet  bool // CMD set in this stage, which ENTRYPOINT must not clear
+	lex     *shell.Lex
 }
 
 func stageLabel(s instructions.Stage, i int) string {
@@ -56,6 +62,7 @@ func errCycle(p *plan, i int) error {
 func (r *buildRun) runStage(ctx context.Context, i int) (*stageResult, error) {
 	st := &r.plan.stages[i]
 	s := &stageRun{r: r, idx: i, label: stageLabel(*st, i), pos: 1, args: newArgScope(), lex: shell.NewLex(r.plan.escape)}
+	s.noCache = r.noCache(st, i)
 	fromLine := fmt.Sprintf("%s:%d: %s", r.plan.file, rangeLine(st.Location), firstLine(st.SourceCode))
 	base, err := r.meta.expander(r.plan.escape)(st.BaseName)
 	if err != nil {
@@ -67,12 +74,7 @@ func (r *buildRun) runStage(ctx context.Context, i int) (*stageResult, error) {
 	if err := r.checkPlatform(st.Platform); err != nil {
 		return nil, fmt.Errorf("%s: %w", fromLine, err)
 	}
-	dir, err := r.tempDir("stage-")
-	if err != nil {
-		return nil, err
-	}
-	rootfs := filepath.Join(dir, "rootfs")
-	triggers, err := s.from(ctx, base, rootfs, fromLine)
+	triggers, err := s.from(ctx, base, fromLine)
 	if err != nil {
 		return nil, err
 	}
@@ -114,30 +116,33 @@ func rangeLine(r []parser.Range) int {
 }
 
 // from sets the stage up on its base (scratch, an earlier stage or an
-// image) and returns the base's ONBUILD triggers, parsed.
-func (s *stageRun) from(ctx context.Context, base, rootfs, fromLine string) ([]instructions.Command, error) {
+// image) and returns the base's ONBUILD triggers, parsed. Nothing is
+// unpacked yet: the base is known by its key.
+func (s *stageRun) from(ctx context.Context, base, fromLine string) ([]instructions.Command, error) {
 	r := s.r
 	step := r.progress.start(fmt.Sprintf("[%s 1/%d] FROM %s", s.label, 1+len(r.plan.stages[s.idx].Commands), base))
 	var err error
 	switch j, isStage := r.plan.stageIndex(base, s.idx); {
 	case strings.EqualFold(base, "scratch"):
 		s.img = scratchImage(r.req.Platform)
-		err = mkdirRootfs(rootfs)
+		s.key, err = chainKey("", "scratch", manifest.FormatPlatform(r.req.Platform))
 	case isStage:
 		var prev *stageResult
 		if prev, err = r.stage(ctx, j); err == nil {
 			s.img, s.layers = cloneImage(prev.img), prev.layers
-			err = r.unpackStage(ctx, prev, rootfs)
+			s.key, err = chainKey("", "stage", prev.key)
 		}
 	default:
 		var im *baseImage
 		if im, err = r.baseImage(ctx, base, step); err == nil {
 			s.img, s.layers = im.img, im.layers
-			err = r.unpack(ctx, im, rootfs)
+			s.key, err = chainKey("", "image", im.digest)
 		}
 	}
 	if err == nil {
-		s.rootfs, err = newTree(rootfs)
+		// How layers are written is part of every key: a gzip build must
+		// not take a zstd layer, nor a reproducible one an unclamped one.
+		s.key, err = chainKey(s.key, "layers", r.layerFormat())
 	}
 	if err != nil {
 		err = fmt.Errorf("%s: %w", fromLine, err)
@@ -169,8 +174,8 @@ func (s *stageRun) triggers() ([]instructions.Command, error) {
 	return out, nil
 }
 
-// exec runs one instruction, reporting it and its failure with the
-// Dockerfile line it came from.
+// exec runs one instruction, or takes what it gave from the cache,
+// reporting it and its failure with the Dockerfile line it came from.
 func (s *stageRun) exec(ctx context.Context, c instructions.Command) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -183,11 +188,15 @@ func (s *stageRun) exec(ctx context.Context, c instructions.Command) error {
 	if changesFiles(c) {
 		step = s.r.progress.start(fmt.Sprintf("[%s %d/%d] %s", s.label, s.pos, s.total, firstLine(text(c))))
 	}
-	err := s.dispatch(ctx, c, step)
+	cached, err := s.step(ctx, c, step)
 	if err != nil {
 		err = fmt.Errorf("%s: %w", where, err)
 	}
-	if step != nil {
+	switch {
+	case step == nil:
+	case cached && err == nil:
+		step.cached()
+	default:
 		step.done(err)
 	}
 	return err

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/imgtool/imgtool/internal/flock"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -22,12 +23,28 @@ type PruneReport struct {
 // (they hold gc.lock shared), because a blob committed by a pull in
 // progress is unreferenced until that pull names its image.
 func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
+	return s.PruneWith(ctx, PruneOptions{})
+}
+
+// PruneOptions tune PruneWith.
+type PruneOptions struct {
+	// Keep spares blobs no image reaches but another user of the store
+	// (the build cache) still refers to.
+	Keep func(digest.Digest) bool
+	// NoWait fails with flock.ErrBusy instead of waiting while another
+	// process has the store open.
+	NoWait bool
+}
+
+// PruneWith is Prune that spares what o.Keep reports.
+func (s *Store) PruneWith(ctx context.Context, o PruneOptions) (PruneReport, error) {
 	if s.readOnly {
 		return PruneReport{}, fmt.Errorf("prune %s: %w", s.dir, errReadOnly)
 	}
 	// Converting our shared lock to exclusive is not atomic in flock(2), but
 	// nothing we hold depends on it: we re-read the index under the lock.
-	if err := s.gc.lock(ctx, unix.LOCK_EX); err != nil {
+	if err := flock.Lock(ctx, s.gc.f, unix.LOCK_EX, !o.NoWait); err != nil {
+		s.gc.lock(context.Background(), unix.LOCK_SH)
 		return PruneReport{}, fmt.Errorf("prune: wait for other imgtool processes on %s: %w", s.dir, err)
 	}
 	defer s.gc.lock(context.Background(), unix.LOCK_SH)
@@ -46,7 +63,7 @@ func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
 	}
 	var rep PruneReport
 	err = s.Walk(ctx, func(d digest.Digest, size int64) error {
-		if live[d] {
+		if live[d] || (o.Keep != nil && o.Keep(d)) {
 			return nil
 		}
 		if err := s.Delete(ctx, d); err != nil {

@@ -37,6 +37,7 @@ type buildOptions struct {
 	quiet        bool
 	pull         bool
 	secretSpecs  []secretSpec
+	cache        cacheOptions
 }
 
 func newBuildCmd(o *globalOptions) *cobra.Command {
@@ -54,6 +55,13 @@ runs in new user, mount and pid namespaces, without root. Layers are zstd-compre
 default (--compression gzip for docker before 23). With SOURCE_DATE_EPOCH (or
 --source-date-epoch) the same inputs always give the same image digest.
 
+Every step is cached under ROOT/cache/build: a step whose instruction, inputs (the
+files a COPY copies, the ARGs a RUN sees) and parent steps are unchanged is shown
+CACHED and not run. --no-cache runs them all; --no-cache-filter the steps of the stages
+it names. --cache-to type=registry,ref=REF[,mode=max] exports the cache to a registry,
+--cache-from type=registry,ref=REF takes steps from it (another machine, an empty root).
+imgtool prune --cache empties it.
+
 --output writes the image elsewhere too: type=oci,dest=DIR, type=oci-archive,dest=FILE,
 type=docker-archive,dest=FILE or type=registry,name=REF; or its filesystem:
 type=local,dest=DIR (or just DIR) and type=tar,dest=FILE (or - for standard output).
@@ -61,7 +69,8 @@ type=local,dest=DIR (or just DIR) and type=tar,dest=FILE (or - for standard outp
 		Example: `  imgtool build -t app:1 .
   imgtool build -f build/Dockerfile --target runtime --build-arg VERSION=1.2 -t app:1 .
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) imgtool build -t reg.example/app:1 --push .
-  imgtool build -o type=oci-archive,dest=app.tar --iidfile app.id .`,
+  imgtool build -o type=oci-archive,dest=app.tar --iidfile app.id .
+  imgtool build --cache-to type=registry,ref=reg.example/app:cache,mode=max --cache-from reg.example/app:cache -t app:1 .`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.build(cmd, args[0], &opts)
@@ -81,7 +90,8 @@ type=local,dest=DIR (or just DIR) and type=tar,dest=FILE (or - for standard outp
 	f.StringVar(&opts.metadataFile, "metadata-file", "", "write the build result's digests as JSON to this file, as buildx does")
 	f.StringArrayVarP(&opts.outputs, "output", "o", nil, "also write the image: type=oci|oci-archive|docker-archive,dest=PATH, type=registry,name=REF, or its filesystem: type=local,dest=DIR, type=tar,dest=FILE, - (repeatable)")
 	f.BoolVar(&opts.push, "push", false, "push the image to the registry of every -t")
-	f.BoolVar(&opts.noCache, "no-cache", false, "do not use a build cache (accepted for compatibility: imgtool has no build cache yet)")
+	f.BoolVar(&opts.noCache, "no-cache", false, "run every step instead of taking it from the build cache (the results are still cached)")
+	opts.cache.register(f)
 	f.StringArrayVar(&opts.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)")
 	f.BoolVar(&opts.pull, "pull", false, "pull base images again even when the store has them")
 	f.BoolVarP(&opts.quiet, "quiet", "q", false, "print only the image digest (same as --progress quiet)")
@@ -110,10 +120,26 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 		return err
 	}
 	req.Secrets = secrets
-	show := !opts.quiet && o.progress != "quiet"
-	res, err := o.newBuilder(s, show).Build(ctx, req)
+	if err := opts.cache.apply(&req, o.env(s)); err != nil {
+		return err
+	}
+	keep, err := parseStorage("--cache-keep-storage", opts.cache.keepStorage)
 	if err != nil {
 		return err
+	}
+	show := !opts.quiet && o.progress != "quiet"
+	b, err := o.newBuilder(ctx, s, show)
+	if err != nil {
+		return err
+	}
+	res, err := b.Build(ctx, req)
+	if err != nil {
+		return err
+	}
+	if res.Ran > 0 {
+		if err := boundBuildCache(ctx, s, b.Cache, keep); err != nil {
+			fmt.Fprintf(os.Stderr, "warning: bound the build cache: %v\n", err)
+		}
 	}
 	if err := nameImage(ctx, s, opts.tags, res); err != nil {
 		return err
@@ -159,34 +185,6 @@ func (opts *buildOptions) destinations() ([]output, error) {
 	return outs, nil
 }
 
-// newBuilder is the build package wired to this data root: temporary
-// files and caches under it, RUN through newExecutor, base images pulled
-// into the store.
-func (o *globalOptions) newBuilder(s *store.Store, show bool) *build.Builder {
-	exe, err := newExecutor(o)
-	if err != nil {
-		exe = missingExecutor{err} // Dockerfiles without RUN build without one
-	}
-	var progress io.Writer
-	if show {
-		progress = os.Stderr
-	}
-	return &build.Builder{
-		Store: s, Executor: exe, Progress: progress,
-		TempDir:  filepath.Join(o.root, "tmp"),
-		CacheDir: filepath.Join(o.root, "cache", "build"),
-		Pull: func(ctx context.Context, ref string) error {
-			_, err := o.resolveOrPull(ctx, s, transport.Location{Kind: transport.Registry, Ref: ref})
-			return err
-		},
-	}
-}
-
-// missingExecutor reports, at the first RUN, why RUN cannot run here.
-type missingExecutor struct{ err error }
-
-func (m missingExecutor) Run(context.Context, build.RunSpec) (int, error) { return 0, m.err }
-
 // nameImage records the image in the store under every tag, or unnamed.
 func nameImage(ctx context.Context, s *store.Store, tags []string, res build.Result) error {
 	if len(tags) == 0 {
@@ -202,7 +200,7 @@ func nameImage(ctx context.Context, s *store.Store, tags []string, res build.Res
 
 // request turns the flags into a build request.
 func (opts *buildOptions) request(contextDir string) (build.Request, error) {
-	req := build.Request{ContextDir: contextDir, Target: opts.target, PullAlways: opts.pull}
+	req := build.Request{ContextDir: contextDir, Target: opts.target, PullAlways: opts.pull, NoCache: opts.noCache}
 	var err error
 	if req.Compression, err = layer.ParseCompression(opts.compression); err != nil {
 		return req, usageError{err}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/imgtool/imgtool/build"
 	"github.com/imgtool/imgtool/runner"
+	"github.com/imgtool/imgtool/store"
+	"github.com/imgtool/imgtool/store/transport"
 )
 
 // newExecutor returns what runs RUN steps: the runner package, rootless,
@@ -88,3 +90,41 @@ func (o *onceWriter) Write(p []byte) (int, error) {
 	})
 	return len(p), nil
 }
+
+// newBuilder is the build package wired to this data root: temporary
+// files and caches under it, RUN through newExecutor, base images pulled
+// into the store.
+func (o *globalOptions) newBuilder(ctx context.Context, s *store.Store, show bool) (*build.Builder, error) {
+	exe, err := newExecutor(o)
+	if err != nil {
+		exe = missingExecutor{err} // Dockerfiles without RUN build without one
+	}
+	var progress io.Writer
+	if show {
+		progress = os.Stderr
+	}
+	cache, err := o.openBuildCache()
+	if err != nil {
+		return nil, err
+	}
+	uc, err := o.openCache(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &build.Builder{
+		Store: s, Executor: exe, Progress: progress,
+		TempDir:  filepath.Join(o.root, "tmp"),
+		CacheDir: o.buildCacheDir(),
+		Cache:    cache,
+		Unpack:   uc,
+		Pull: func(ctx context.Context, ref string) error {
+			_, err := o.resolveOrPull(ctx, s, transport.Location{Kind: transport.Registry, Ref: ref})
+			return err
+		},
+	}, nil
+}
+
+// missingExecutor reports, at the first RUN, why RUN cannot run here.
+type missingExecutor struct{ err error }
+
+func (m missingExecutor) Run(context.Context, build.RunSpec) (int, error) { return 0, m.err }

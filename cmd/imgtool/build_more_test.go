@@ -37,7 +37,8 @@ func TestBuildUnprivileged(t *testing.T) {
 	asRoot := strings.TrimSpace(c.ok("build", "-t", "root:1", dir))
 
 	chownTree(t, c.root, nobody)
-	cmd := exec.Command(binary, "--root", c.root, "--progress", "plain", "build", "-t", "nobody:1", dir)
+	// --no-cache: the steps must run as uid 65534, not come from root's build.
+	cmd := exec.Command(binary, "--root", c.root, "--progress", "plain", "build", "--no-cache", "-t", "nobody:1", dir)
 	cmd.Env = []string{"HOME=" + base, "PATH=/usr/sbin:/usr/bin:/sbin:/bin", epoch}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	var stderr bytes.Buffer

@@ -188,18 +188,43 @@ func newRmiCmd(o *globalOptions) *cobra.Command {
 }
 
 func newPruneCmd(o *globalOptions) *cobra.Command {
-	return &cobra.Command{
+	var cacheOnly bool
+	var keepStorage string
+	cmd := &cobra.Command{
 		Use:   "prune",
 		Short: "Delete blobs and unpacked layers that no image in the local store references",
-		Long: `Delete every blob no image of the local store references, and the leftovers of
-interrupted pulls. It waits for other imgtool processes using the store to finish.
+		Long: `Delete every blob no image of the local store (and no step of the build cache)
+references, and the leftovers of interrupted pulls. It waits for other imgtool processes
+using the store to finish.
 
 Then empty the unpack cache (under ROOT/cache/unpack) of the layer chains no image
-of the store is made of; chains a running container or build uses stay.`,
+of the store is made of; chains a running container or build uses stay.
+
+With --cache, empty the build cache instead: every cached step, the layers only the
+cache held, and the RUN --mount=type=cache directories no build is using; with
+--keep-storage SIZE, only the least recently used steps, until the layers of the
+others take at most SIZE.`,
+		Example: `  imgtool prune
+  imgtool prune --cache
+  imgtool prune --cache --keep-storage 5GB`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("keep-storage") && !cacheOnly {
+				return usageError{errors.New("prune: --keep-storage bounds the build cache; use it with --cache")}
+			}
+			keep, err := parseStorage("--keep-storage", keepStorage)
+			if err != nil {
+				return err
+			}
 			return o.withStore(cmd, func(ctx context.Context, s *store.Store) error {
-				rep, err := s.Prune(ctx)
+				if cacheOnly {
+					return o.pruneCacheCmd(ctx, cmd.OutOrStdout(), s, keep)
+				}
+				keepCache, err := o.cacheLayers(ctx)
+				if err != nil {
+					return err
+				}
+				rep, err := s.PruneWith(ctx, store.PruneOptions{Keep: keepCache})
 				if err != nil {
 					return err
 				}
@@ -213,6 +238,9 @@ of the store is made of; chains a running container or build uses stay.`,
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&cacheOnly, "cache", false, "prune the build cache instead")
+	cmd.Flags().StringVar(&keepStorage, "keep-storage", "0", "with --cache: keep the most recently used steps whose layers fit in this size")
+	return cmd
 }
 
 func newInspectCmd(o *globalOptions) *cobra.Command {

@@ -21,7 +21,7 @@ var allowed = map[string][]string{
 	"store":           {"manifest", "internal/flock"},
 	"store/transport": {"manifest", "store"},
 	"unpack":          {"manifest", "store", "internal/rootlesscontainers", "internal/compression", "internal/flock"},
-	"build":           {"manifest", "layer", "store", "store/transport", "unpack", "runner", "internal/rootlesscontainers", "internal/compression"},
+	"build":           {"manifest", "layer", "store", "store/transport", "unpack", "runner", "internal/rootlesscontainers", "internal/compression", "internal/flock"},
 	"registry":        {"manifest"},
 }
 

@@ -1,0 +1,177 @@
+package build
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/gob"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// statCache remembers the content digest of a build context's files by
+// their metadata (size, mtime, ctime, inode, mode), so that a rebuild
+// reads only the files whose metadata changed, as BuildKit's contenthash
+// and git's index do. It is loaded on first use and written back, whole
+// and by rename, when the build ends; two builds of one context each
+// write a valid cache, and the last one stays.
+type statCache struct {
+	path string // "" : nothing is remembered (no build cache)
+	root string // the context's host directory, which the file names
+	mu   sync.Mutex
+	// entries maps a path below root to what was known of it.
+	entries map[string]statEntry
+	seen    map[string]bool // the paths this build looked at
+	loaded  bool
+	dirty   bool
+	// checked, hashed and read count the files looked at, the files
+	// read, and their bytes, for the progress.
+	checked, hashed int
+	read            int64
+}
+
+// statEntry is one file's metadata and digest. At is when the digest was
+// taken: a file changed within the timestamp granularity of that moment
+// could keep its metadata, so such entries are not trusted (git's "racy"
+// rule).
+type statEntry struct {
+	Size   int64         `json:"s"`
+	Mtime  int64         `json:"m"`
+	Ctime  int64         `json:"c"`
+	Ino    uint64        `json:"i"`
+	Dev    uint64        `json:"d"`
+	Mode   uint32        `json:"o"`
+	Digest digest.Digest `json:"h"`
+	At     int64         `json:"a"`
+}
+
+// racyWindow is how close to the hashing time a change must be for the
+// metadata to be distrusted: above the coarse kernel clock's tick.
+const racyWindow = int64(50 * time.Millisecond)
+
+// maxStatCache bounds the stat cache file read; past maxStatEntries
+// entries, only those of the last build are written back.
+const (
+	maxStatCache   = 256 << 20
+	maxStatEntries = 2_000_000
+)
+
+// statFile is the file a stat cache is kept in, in gob: for the 20,000
+// files of a large context it decodes several times faster than JSON.
+type statFile struct {
+	Version int
+	Root    string
+	Entries map[string]statEntry
+}
+
+const statVersion = 1
+
+// newStatCache returns the stat cache of the context at root, kept in
+// the build cache c (nil: an empty one that is never saved).
+func newStatCache(c *Cache, root string) *statCache {
+	sc := &statCache{root: root, entries: map[string]statEntry{}, seen: map[string]bool{}}
+	if c != nil {
+		sum := sha256.Sum256([]byte(root))
+		sc.path = filepath.Join(c.dir, "files", hex.EncodeToString(sum[:]))
+	}
+	return sc
+}
+
+func (sc *statCache) load() {
+	if sc.loaded || sc.path == "" {
+		sc.loaded = true
+		return
+	}
+	sc.loaded = true
+	raw, err := readSmall(sc.path, maxStatCache)
+	if err != nil {
+		return // none yet, or unreadable: every file is hashed
+	}
+	var f statFile
+	if gob.NewDecoder(bytes.NewReader(raw)).Decode(&f) == nil && f.Version == statVersion && f.Root == sc.root && f.Entries != nil {
+		sc.entries = f.Entries
+	}
+}
+
+// digest returns the content digest of the regular file host (rel below
+// the root), whose lstat is st, reading it only when its metadata is not
+// the one remembered.
+func (sc *statCache) digest(host, rel string, st *unix.Stat_t) (digest.Digest, error) {
+	sc.mu.Lock()
+	sc.load()
+	sc.checked++
+	sc.seen[rel] = true
+	e, ok := sc.entries[rel]
+	sc.mu.Unlock()
+	cur := statEntry{Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(), Ino: st.Ino, Dev: uint64(st.Dev), Mode: st.Mode}
+	if ok && e.Size == cur.Size && e.Mtime == cur.Mtime && e.Ctime == cur.Ctime && e.Ino == cur.Ino && e.Dev == cur.Dev &&
+		e.Mode == cur.Mode && e.At-racyWindow > max(cur.Mtime, cur.Ctime) && len(e.Digest) == len("sha256:")+64 {
+		return e.Digest, nil
+	}
+	at := time.Now().UnixNano()
+	d, err := hashFile(host)
+	if err != nil {
+		return "", err
+	}
+	cur.Digest, cur.At = d, at
+	sc.mu.Lock()
+	sc.hashed++
+	sc.read += st.Size
+	sc.entries[rel] = cur
+	sc.dirty = true
+	sc.mu.Unlock()
+	return d, nil
+}
+
+func hashFile(host string) (digest.Digest, error) {
+	f, err := os.OpenFile(host, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return "", fmt.Errorf("hash %s: %w", filepath.Base(host), err)
+	}
+	defer f.Close()
+	dg := digest.Canonical.Digester()
+	if _, err := io.Copy(dg.Hash(), f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", filepath.Base(host), err)
+	}
+	return dg.Digest(), nil
+}
+
+// save writes the cache back when this build hashed anything.
+func (sc *statCache) save() error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.path == "" || !sc.dirty {
+		return nil
+	}
+	if len(sc.entries) > maxStatEntries {
+		// Grown with files long gone: keep what this build used.
+		for rel := range sc.entries {
+			if !sc.seen[rel] {
+				delete(sc.entries, rel)
+			}
+		}
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(statFile{Version: statVersion, Root: sc.root, Entries: sc.entries}); err != nil {
+		return err
+	}
+	if err := writeAtomic(sc.path, buf.Bytes()); err != nil {
+		return fmt.Errorf("build cache: save file digests: %w", err)
+	}
+	sc.dirty = false
+	return nil
+}
+
+// counts returns the files looked at and read so far, and the bytes read.
+func (sc *statCache) counts() (checked, hashed int, read int64) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.checked, sc.hashed, sc.read
+}
