@@ -36,7 +36,7 @@ func (g *Registry) PurgeUploads(ctx context.Context, cutoff time.Time) (int, err
 			if started.IsZero() || started.After(cutoff) {
 				continue
 			}
-			if err := g.deleteUpload(ctx, name, id); err != nil {
+			if err := g.abortUpload(ctx, name, id); err != nil {
 				return n, err
 			}
 			n++

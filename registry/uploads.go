@@ -62,7 +62,7 @@ func (g *Registry) startUpload(w http.ResponseWriter, r *http.Request, rt route)
 		if err := g.finish(w, r, u, fw, want); err != nil {
 			// The client never learnt this session's location: nothing
 			// could continue it.
-			return errors.Join(err, g.deleteUpload(context.WithoutCancel(ctx), rt.name, u.id))
+			return errors.Join(err, g.abortUpload(context.WithoutCancel(ctx), rt.name, u.id))
 		}
 		return nil
 	}
@@ -249,7 +249,7 @@ func (g *Registry) cancelUpload(w http.ResponseWriter, r *http.Request, rt route
 	if _, err := g.loadState(r.Context(), rt.name, rt.ref); err != nil {
 		return err
 	}
-	if err := g.deleteUpload(r.Context(), rt.name, rt.ref); err != nil {
+	if err := g.abortUpload(r.Context(), rt.name, rt.ref); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

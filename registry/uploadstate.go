@@ -169,6 +169,19 @@ func (g *Registry) digestOf(ctx context.Context, u *upload, alg digest.Algorithm
 	return digest.NewDigest(alg, h), nil
 }
 
+// abortUpload deletes an unfinished session: its data writer is cancelled
+// first, since on S3 the bytes of an unfinished upload are an open
+// multipart upload, which deleting the session's objects leaves behind,
+// kept (and billed) until aborted.
+func (g *Registry) abortUpload(ctx context.Context, name, id string) error {
+	if fw, err := g.driver.Writer(ctx, uploadDataPath(name, id), true); err == nil {
+		if err := fw.Cancel(ctx); err != nil && !isNotFound(err) {
+			return fmt.Errorf("abort upload %s: %w", id, err)
+		}
+	}
+	return g.deleteUpload(ctx, name, id)
+}
+
 func (g *Registry) deleteUpload(ctx context.Context, name, id string) error {
 	if err := g.driver.Delete(ctx, uploadPath(name, id)); err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete upload %s: %w", id, err)

@@ -43,6 +43,7 @@ func TestMain(m *testing.M) {
 		log.Fatalf("build imgtool: %v", err)
 	}
 	code := m.Run()
+	stopS3()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
