@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # s3-up.sh - a throw-away S3 service on 127.0.0.1 for testing imgtool's
-# registry over S3: a one-node Ceph cluster (one mon, one bluestore OSD on
-# a sparse file, no mgr) and a RADOS Gateway, started without systemd the
+# registry over S3: a one-node Ceph cluster (one mon, one OSD keeping its
+# objects in memory, no mgr) and a RADOS Gateway, started without systemd the
 # way Ceph's own vstart.sh does it. It creates an S3 user with fixed test
 # keys and a bucket, and prints the settings as shell exports on stdout
 # (everything else goes to stderr):
@@ -22,7 +22,9 @@
 #   S3_MON_PORT     ceph-mon msgr2 port   (default: a free port)
 #   S3_BUCKET       bucket to create      (default imgtool)
 #   S3_ACCESS_KEY / S3_SECRET_KEY         (default: the fixed test keys below)
-#   S3_OSD_SIZE     sparse OSD file       (default 10G; only written blocks use disk)
+#   S3_OSD_STORE    OSD object store      (default memstore: in memory, gone at stop,
+#                                          fast; bluestore: on a sparse file in S3_DIR)
+#   S3_OSD_SIZE     OSD capacity          (default 4G; memory or disk is used only as written)
 #   S3_OWNER_PID    when set, everything is stopped once this process exits
 #                   (so a test killed by a timeout leaves no daemons behind)
 #   S3_MAX_LIFETIME seconds after which that watchdog stops everything anyway
@@ -34,7 +36,8 @@ S3_DIR=${S3_DIR:-/tmp/imgtool-s3}
 S3_BUCKET=${S3_BUCKET:-imgtool}
 S3_ACCESS_KEY=${S3_ACCESS_KEY:-IMGTOOLTESTACCESSKEY}
 S3_SECRET_KEY=${S3_SECRET_KEY:-imgtoolTestSecretKey0000000000000000000}
-S3_OSD_SIZE=${S3_OSD_SIZE:-10G}
+S3_OSD_STORE=${S3_OSD_STORE:-memstore}
+S3_OSD_SIZE=${S3_OSD_SIZE:-4G}
 S3_REGION=us-east-1
 S3_MAX_LIFETIME=${S3_MAX_LIFETIME:-7200}
 
@@ -160,7 +163,8 @@ keyring = $D/keyring
 mon data = $D/mon.\$id
 [osd]
 osd data = $D/osd.\$id
-osd objectstore = bluestore
+osd objectstore = $S3_OSD_STORE
+memstore device bytes = $S3_OSD_SIZE
 bluestore block create = true
 bluestore block size = $S3_OSD_SIZE
 bluestore fsck on mount = false
@@ -169,8 +173,11 @@ osd op num shards = 1
 osd op num threads per shard = 2
 [client.rgw.a]
 keyring = $D/rgw.keyring
-rgw frontends = beast endpoint=127.0.0.1:$S3_PORT
+rgw frontends = beast endpoint=127.0.0.1:$S3_PORT tcp_nodelay=1
 rgw thread pool size = 64
+# One bucket index shard: listings (which the registry does for tags,
+# deletes and resumable uploads) query every shard, 11 by default.
+rgw override bucket index max shards = 1
 EOF
 
 # cephc runs the ceph CLI, bounded: it waits for the mon forever otherwise.
@@ -221,7 +228,7 @@ record_pid mon.a "$D/run/mon.a.pid"
 cephc mon stat >/dev/null || die "mon did not answer; see $D/log/mon.a.log"
 
 # --- osd ------------------------------------------------------------------
-log "osd: mkfs (bluestore on a sparse $S3_OSD_SIZE file) and start"
+log "osd: mkfs ($S3_OSD_STORE, $S3_OSD_SIZE) and start"
 OSD_UUID=$(cat /proc/sys/kernel/random/uuid)
 OSD_KEY=$(ceph-authtool --gen-print-key)
 printf '{"cephx_secret": "%s"}\n' "$OSD_KEY" >"$D/osd-new.json"
