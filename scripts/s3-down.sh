@@ -7,38 +7,44 @@ set -uo pipefail
 S3_DIR=${S3_DIR:-/tmp/imgtool-s3}
 log() { printf '[s3-down] %s\n' "$*" >&2; }
 
-# stop pid name: SIGTERM, then SIGKILL after 10 s.
-stop() {
-	local pid=$1 name=$2 _
-	kill -0 "$pid" 2>/dev/null || return 0
-	# A PID file outlives its process, and PIDs are reused: only signal a
-	# process that still runs the program recorded.
-	case "$(cat "/proc/$pid/comm" 2>/dev/null)" in
-	ceph-mon | ceph-osd | radosgw | bash | s3-watchdog) ;;
-	*)
-		log "pid $pid is no longer $name; left alone"
-		return 0
-		;;
+# ours pid name: whether pid still runs what was recorded. A PID file
+# outlives its process and PIDs are reused: only such a process is signalled.
+ours() {
+	kill -0 "$1" 2>/dev/null || return 1
+	case "$(cat "/proc/$1/comm" 2>/dev/null)" in
+	ceph-mon | ceph-osd | radosgw | bash) return 0 ;;
 	esac
-	log "stopping $name (pid $pid)"
-	kill "$pid" 2>/dev/null
+	log "pid $1 is no longer $2; left alone"
+	return 1
+}
+
+# stop name pid: SIGTERM, then SIGKILL if it still runs 10 s later.
+stop() {
+	local _
+	ours "$2" "$1" || return 0
+	log "stopping $1 (pid $2)"
+	kill "$2" 2>/dev/null
 	for _ in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || return 0
+		kill -0 "$2" 2>/dev/null || return 0
 		sleep 0.1
 	done
-	log "$name (pid $pid) still running after 10s: SIGKILL"
-	kill -9 "$pid" 2>/dev/null
+	if ours "$2" "$1"; then
+		log "$1 (pid $2) still running after 10s: SIGKILL"
+		kill -9 "$2" 2>/dev/null
+	fi
 }
 
 # The watchdog first, unless it is the one calling.
 if [ -s "$S3_DIR/watchdog.pid" ]; then
 	w=$(cat "$S3_DIR/watchdog.pid")
-	[ "$w" != "$PPID" ] && [ "$w" != "$$" ] && stop "$w" watchdog
+	[ "$w" != "$PPID" ] && [ "$w" != "$$" ] && stop watchdog "$w"
 	rm -f "$S3_DIR/watchdog.pid"
 fi
 if [ -f "$S3_DIR/pids" ]; then
+	# Newest first, one at a time: the gateway waits on the OSD, and both
+	# report to the mon as they go down.
 	tac "$S3_DIR/pids" | while read -r name pid; do
-		[ -n "$pid" ] && stop "$pid" "$name"
+		[ -n "$pid" ] && stop "$name" "$pid"
 	done
 	rm -f "$S3_DIR/pids"
 else

@@ -17,6 +17,7 @@ import (
 // TestS3ReplicasServeOneRegistry: what one replica stores, the other
 // serves; what one deletes, the other no longer serves.
 func TestS3ReplicasServeOneRegistry(t *testing.T) {
+	t.Parallel() // independent: each test has a key prefix of its own
 	a, b, _ := startS3Pair(t)
 	img := pushRandom(t, a.addr+"/team/app:1")
 	want := digestOf(t, img)
@@ -79,6 +80,7 @@ func TestS3ReplicasServeOneRegistry(t *testing.T) {
 // replicas through a round-robin front: consecutive requests of every
 // check, uploads included, reach different replicas.
 func TestS3Conformance(t *testing.T) {
+	t.Parallel() // independent: each test has a key prefix of its own
 	suite := filepath.Join(t.TempDir(), "conformance")
 	build := exec.Command("go", "build", "-o", suite, "github.com/opencontainers/distribution-spec/conformance")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -94,6 +96,7 @@ func TestS3Conformance(t *testing.T) {
 // TestS3ServeRefusesBadBucket: a bucket that does not exist, or wrong
 // credentials, stop serve at start with what to check.
 func TestS3ServeRefusesBadBucket(t *testing.T) {
+	t.Parallel() // independent: each test has a key prefix of its own
 	env := s3Env(t)
 	c := newCLI(t)
 	flags := s3Flags(env, s3Prefix(t))

@@ -20,6 +20,7 @@ import (
 // S3's 5 MiB minimum part: the blob comes out whole on both, and no
 // multipart upload or upload state is left in the bucket.
 func TestS3ChunkedUploadAcrossReplicas(t *testing.T) {
+	t.Parallel() // independent: each test has a key prefix of its own
 	a, b, prefix := startS3Pair(t)
 	replicas := []string{a.addr, b.addr}
 	const MiB = 1 << 20
@@ -79,6 +80,7 @@ func TestS3ChunkedUploadAcrossReplicas(t *testing.T) {
 // --upload-ttl purges what another replica's clients abandoned; neither
 // leaves a multipart upload behind in the bucket.
 func TestS3UploadCancelAndPurgeAcrossReplicas(t *testing.T) {
+	t.Parallel() // independent: each test has a key prefix of its own
 	a, b, prefix := startS3Pair(t, "--access-log=false")
 	chunk := bytes.Repeat([]byte("x"), 4096)
 
@@ -112,6 +114,7 @@ func TestS3UploadCancelAndPurgeAcrossReplicas(t *testing.T) {
 // other replica says the upload cannot be resumed instead of hashing the
 // wrong bytes, and the session can still be cancelled without leftovers.
 func TestS3UploadStateBehindData(t *testing.T) {
+	t.Parallel() // independent: each test has a key prefix of its own
 	a, b, prefix := startS3Pair(t, "--access-log=false")
 	loc := postUpload(t, a.addr, "behind/app")
 	path := strings.TrimPrefix(loc, "http://"+a.addr)
