@@ -110,7 +110,9 @@ func (o s3Options) params() (s3.DriverParameters, error) {
 		u, err := url.Parse(o.Endpoint)
 		switch {
 		case err != nil:
-			return bad("--s3-endpoint %q: %v", o.Endpoint, err)
+			return bad("--s3-endpoint: %v", err)
+		case u.User != nil:
+			return bad("--s3-endpoint must not carry credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 		case u.Scheme == "http":
 			secure = false
 		case u.Scheme == "https":
@@ -119,9 +121,6 @@ func (o s3Options) params() (s3.DriverParameters, error) {
 			}
 		case strings.Contains(o.Endpoint, "://"):
 			return bad("--s3-endpoint %q: scheme must be http or https", o.Endpoint)
-		}
-		if u != nil && u.User != nil {
-			return bad("--s3-endpoint must not carry credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 		}
 	}
 	root := strings.Trim(o.RootDirectory, "/")
