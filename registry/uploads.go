@@ -171,6 +171,10 @@ func (g *Registry) finish(w http.ResponseWriter, r *http.Request, u *upload, fw 
 		if !errors.As(err, &ae) {
 			return err
 		}
+		// A rename on a filesystem; on S3 a copy (atomic at the
+		// destination) and a delete: either way the blob appears whole or
+		// not at all, and two replicas finishing the same content at once
+		// both write the same bytes.
 		if err := g.driver.Move(ctx, uploadDataPath(u.name, u.id), blobDataPath(want)); err != nil {
 			return fmt.Errorf("store blob %s: %w", want, err)
 		}
