@@ -196,6 +196,21 @@ alive() { # name: fail fast when a recorded daemon has exited
 	pid=$(awk -v n="$1" '$1==n{print $2}' "$D/pids")
 	kill -0 "$pid" 2>/dev/null || die "$1 (pid $pid) exited; see $D/log/"
 }
+# until_ok seconds daemon command...: retries command every half second
+# until it succeeds, for at most that many seconds, and fails at once when
+# the daemon it waits for has exited.
+until_ok() {
+	local limit=$((SECONDS + $1)) name=$2
+	shift 2
+	while [ "$SECONDS" -lt "$limit" ]; do
+		"$@" && return 0
+		alive "$name"
+		sleep 0.5
+	done
+	return 1
+}
+osd_up() { timeout 10 ceph -c "$CONF" osd dump 2>/dev/null | grep -q '^osd.0 up'; }
+rgw_up() { curl -s -m 2 -o /dev/null "http://127.0.0.1:$S3_PORT/"; }
 # Daemons fork into the background; their output goes to log files, so
 # that whoever reads this script's stdout sees its end.
 daemon() { # name command...
@@ -240,32 +255,14 @@ timeout 120 ceph-osd -c "$CONF" -i 0 --mkfs --key "$OSD_KEY" --osd-uuid "$OSD_UU
 printf '[osd.0]\n\tkey = %s\n' "$OSD_KEY" >"$D/osd.0/keyring"
 daemon osd.0 ceph-osd -c "$CONF" -i 0
 record_pid osd.0 "$D/run/osd.0.pid"
-up=0
-for _ in $(seq 1 120); do
-	if cephc osd dump 2>/dev/null | grep -q '^osd.0 up'; then
-		up=1
-		break
-	fi
-	alive osd.0
-	sleep 0.5
-done
-[ "$up" = 1 ] || die "osd.0 not up after 60s; see $D/log/osd.0.log"
+until_ok 90 osd.0 osd_up || die "osd.0 not up after 90s; see $D/log/osd.0.log"
 
 # --- rgw ------------------------------------------------------------------
 log "rgw: start on 127.0.0.1:$S3_PORT"
 cephc auth get-or-create client.rgw.a mon 'allow rw' osd 'allow rwx' -o "$D/rgw.keyring"
 daemon rgw.a radosgw -c "$CONF" -n client.rgw.a
 record_pid rgw.a "$D/run/client.rgw.a.pid"
-up=0
-for _ in $(seq 1 240); do
-	if curl -s -m 2 -o /dev/null "http://127.0.0.1:$S3_PORT/"; then
-		up=1
-		break
-	fi
-	alive rgw.a
-	sleep 0.5
-done
-[ "$up" = 1 ] || die "rgw not answering after 120s; see $D/log/client.rgw.a.log"
+until_ok 120 rgw.a rgw_up || die "rgw not answering after 120s; see $D/log/client.rgw.a.log"
 alive rgw.a
 
 log "rgw: S3 user and bucket $S3_BUCKET"
