@@ -1,7 +1,9 @@
 package main_test
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -93,20 +95,47 @@ func TestS3Conformance(t *testing.T) {
 	}
 }
 
-// TestS3ServeRefusesBadBucket: a bucket that does not exist, or wrong
-// credentials, stop serve at start with what to check.
-func TestS3ServeRefusesBadBucket(t *testing.T) {
+// TestS3ServeBucketAndCredentials: a bucket that does not exist, or wrong
+// credentials, stop serve at start with what to check; credentials from
+// the shared credentials file work as well as from the environment.
+func TestS3ServeBucketAndCredentials(t *testing.T) {
 	t.Parallel() // independent: each test has a key prefix of its own
 	env := s3Env(t)
 	c := newCLI(t)
 	flags := s3Flags(env, s3Prefix(t))
-	missing := append(slices.Clone(flags), "--s3-bucket", "no-such-bucket")
-	if msg := c.fail(1, append([]string{"registry", "serve", "--addr", "127.0.0.1:0"}, missing...)...); !strings.Contains(msg, "NoSuchBucket") {
+	serve := append([]string{"registry", "serve", "--addr", "127.0.0.1:0"}, flags...)
+	if msg := c.fail(1, append(slices.Clone(serve), "--s3-bucket", "no-such-bucket")...); !strings.Contains(msg, "NoSuchBucket") {
 		t.Errorf("missing bucket: %s", msg)
 	}
-	c.env = append(c.env, "AWS_SECRET_ACCESS_KEY=wrong-secret")
-	if msg := c.fail(1, append([]string{"registry", "serve", "--addr", "127.0.0.1:0"}, flags...)...); !strings.Contains(msg, "AWS_ACCESS_KEY_ID") || strings.Contains(msg, "wrong-secret") {
+	wrong := &cli{t: t, root: c.root, env: append(slices.Clone(c.env), "AWS_SECRET_ACCESS_KEY=wrong-secret")}
+	if msg := wrong.fail(1, serve...); !strings.Contains(msg, "SignatureDoesNotMatch") || strings.Contains(msg, "wrong-secret") {
 		t.Errorf("wrong secret: %s", msg)
+	}
+
+	creds := filepath.Join(t.TempDir(), "credentials")
+	profile := fmt.Sprintf("[imgtool-test]\naws_access_key_id = %s\naws_secret_access_key = %s\n", env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+	if err := os.WriteFile(creds, []byte(profile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, append([]string{"--root", c.root}, serve...)...)
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=",
+		"AWS_SHARED_CREDENTIALS_FILE="+creds, "AWS_PROFILE=imgtool-test")
+	srv := &server{cmd: cmd}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = (*lockedWriter)(srv)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.stop(t) })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("serve with a shared credentials file: %v\n%s", err, srv.stderr())
+	}
+	if code := request(t, http.MethodGet, strings.TrimSpace(line), "/v2/_catalog"); code != http.StatusOK {
+		t.Errorf("catalog with credentials from a shared credentials file: %d\n%s", code, srv.stderr())
 	}
 }
 
