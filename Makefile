@@ -17,10 +17,13 @@ deps:
 
 test: deps
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 10m -skip '^TestConformance$$' ./...
+	$(GO) test -race -count=1 -timeout 10m -skip '^(TestConformance$$|TestS3)' ./...
 	# The official OCI conformance suite against imgtool registry serve,
 	# verbose so that its pass count shows.
 	$(GO) test -count=1 -timeout 5m -run '^TestConformance$$' -v ./cmd/imgtool
+	# Two registry replicas over one bucket of a Ceph RADOS Gateway that
+	# the tests start (scripts/s3-up.sh) and stop, conformance suite included.
+	$(GO) test -count=1 -timeout 10m -run '^TestS3' -v ./cmd/imgtool
 	# A short bounded fuzz of the layer applier, which faces hostile input.
 	$(GO) test ./unpack -run '^$$' -fuzz FuzzApply -fuzztime 20s -fuzzminimizetime 1s
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 )
@@ -63,10 +64,17 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		Message string `json:"message"`
 		Detail  any    `json:"detail,omitempty"`
 	}{ae.code.code, ae.msg, ae.detail}}}
+	raw, _ := json.Marshal(body) // strings and JSON-safe details only
+	raw = append(raw, '\n')
+	// Handlers may have set Content-Length for a success they did not
+	// reach (writeRange does): a body longer than declared makes net/http
+	// drop the connection after the response, unannounced, and the
+	// client's next request on it fails.
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(raw)))
 	w.WriteHeader(ae.code.status)
 	if r.Method != http.MethodHead {
-		_ = json.NewEncoder(w).Encode(body)
+		_, _ = w.Write(raw)
 	}
 }
 

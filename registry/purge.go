@@ -46,7 +46,7 @@ func (g *Registry) purgeUploads(ctx context.Context, cutoff time.Time, dryRun bo
 				n++
 				continue
 			}
-			if err := g.deleteUpload(ctx, name, id); err != nil {
+			if err := g.abortUpload(ctx, name, id); err != nil {
 				return n, err
 			}
 			n++

@@ -29,8 +29,11 @@ func (g *Registry) tags(ctx context.Context, name string) ([]string, error) {
 	return tags, nil
 }
 
+// repoExists lists rather than stats the repository: on S3, Stat of a
+// "directory" is a key-prefix match, under which "team/ap" would exist
+// because "team/app" does.
 func (g *Registry) repoExists(ctx context.Context, name string) (bool, error) {
-	if _, err := g.driver.Stat(ctx, repoPath(name)); err != nil {
+	if _, err := g.driver.List(ctx, repoPath(name)); err != nil {
 		if isNotFound(err) {
 			return false, nil
 		}

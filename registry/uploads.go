@@ -63,7 +63,7 @@ func (g *Registry) startUpload(w http.ResponseWriter, r *http.Request, rt route)
 		if err := g.finish(w, r, u, fw, want); err != nil {
 			// The client never learnt this session's location: nothing
 			// could continue it.
-			return errors.Join(err, g.deleteUpload(context.WithoutCancel(ctx), rt.name, u.id))
+			return errors.Join(err, g.abortUpload(context.WithoutCancel(ctx), rt.name, u.id))
 		}
 		return nil
 	}
@@ -181,6 +181,10 @@ func (g *Registry) finish(w http.ResponseWriter, r *http.Request, u *upload, fw 
 		if !errors.As(err, &ae) {
 			return err
 		}
+		// A rename on a filesystem; on S3 a copy (atomic at the
+		// destination) and a delete: either way the blob appears whole or
+		// not at all, and two replicas finishing the same content at once
+		// both write the same bytes.
 		if err := store(); err != nil {
 			return fmt.Errorf("store blob %s: %w", want, err)
 		}
@@ -263,7 +267,7 @@ func (g *Registry) cancelUpload(w http.ResponseWriter, r *http.Request, rt route
 	if _, err := g.loadState(r.Context(), rt.name, rt.ref); err != nil {
 		return err
 	}
-	if err := g.deleteUpload(r.Context(), rt.name, rt.ref); err != nil {
+	if err := g.abortUpload(r.Context(), rt.name, rt.ref); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

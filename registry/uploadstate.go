@@ -105,7 +105,7 @@ func (g *Registry) openUpload(ctx context.Context, name, id string) (*upload, st
 		u.state.Offset, u.hash = 0, u.state.Algorithm.Hash()
 	}
 	if size > u.state.Offset {
-		if err := g.hashData(ctx, u, u.state.Offset, u.hash); err != nil {
+		if err := g.hashData(ctx, u, u.state.Offset, size, u.hash); err != nil {
 			fw.Close()
 			return nil, nil, err
 		}
@@ -143,15 +143,26 @@ func (g *Registry) loadState(ctx context.Context, name, id string) (*upload, err
 	return u, nil
 }
 
-// hashData feeds the upload's stored bytes from offset on into h.
-func (g *Registry) hashData(ctx context.Context, u *upload, offset int64, h hash.Hash) error {
+// hashData feeds the upload's stored bytes [offset, end) into h. Bytes
+// that cannot be read back are an error the client can act on: S3 keeps
+// an unfinished upload as a multipart upload whose parts no request can
+// read, so there a state that fell behind its data (a replica stopped
+// between the two writes, or a storage error mid-chunk) cannot catch up,
+// and the client has to start over.
+func (g *Registry) hashData(ctx context.Context, u *upload, offset, end int64, h hash.Hash) error {
 	rc, err := g.driver.Reader(ctx, uploadDataPath(u.name, u.id), offset)
-	if err != nil {
+	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("read upload %s: %w", u.id, err)
 	}
-	defer rc.Close()
-	if _, err := io.Copy(h, rc); err != nil {
-		return fmt.Errorf("read upload %s: %w", u.id, err)
+	var n int64
+	if err == nil {
+		defer rc.Close()
+		if n, err = io.Copy(h, io.LimitReader(rc, end-offset)); err != nil {
+			return fmt.Errorf("read upload %s: %w", u.id, err)
+		}
+	}
+	if n != end-offset {
+		return newError(errBlobUploadInvalid, "upload %s cannot be resumed: %d stored bytes after offset %d cannot be read back; start a new upload", u.id, end-offset-n, offset+n)
 	}
 	return nil
 }
@@ -163,10 +174,23 @@ func (g *Registry) digestOf(ctx context.Context, u *upload, alg digest.Algorithm
 		return digest.NewDigest(alg, u.hash), nil
 	}
 	h := alg.Hash()
-	if err := g.hashData(ctx, u, 0, h); err != nil {
+	if err := g.hashData(ctx, u, 0, u.state.Offset, h); err != nil {
 		return "", err
 	}
 	return digest.NewDigest(alg, h), nil
+}
+
+// abortUpload deletes an unfinished session: its data writer is cancelled
+// first, since on S3 the bytes of an unfinished upload are an open
+// multipart upload, which deleting the session's objects leaves behind,
+// kept (and billed) until aborted.
+func (g *Registry) abortUpload(ctx context.Context, name, id string) error {
+	if fw, err := g.driver.Writer(ctx, uploadDataPath(name, id), true); err == nil {
+		if err := fw.Cancel(ctx); err != nil && !isNotFound(err) {
+			return fmt.Errorf("abort upload %s: %w", id, err)
+		}
+	}
+	return g.deleteUpload(ctx, name, id)
 }
 
 func (g *Registry) deleteUpload(ctx context.Context, name, id string) error {

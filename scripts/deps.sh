@@ -11,11 +11,22 @@ need=""
 for pkg in skopeo zstd umoci busybox-static uidmap; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
-[ -z "$need" ] && exit 0
+# Ceph's mon, OSD and RADOS Gateway (and curl): the S3 tests run the
+# registry over a throw-away RGW (scripts/s3-up.sh). Without recommends:
+# they would pull in the whole of Ceph.
+ceph=""
+for pkg in ceph-mon ceph-osd radosgw ceph-common curl; do
+	dpkg -s "$pkg" >/dev/null 2>&1 || ceph="$ceph $pkg"
+done
+[ -z "$need$ceph" ] && exit 0
 if [ "$(id -u)" = 0 ]; then
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	[ -z "$need" ] || apt-get install -y -qq $need >/dev/null
+	[ -z "$ceph" ] || apt-get install -y -qq --no-install-recommends $ceph >/dev/null
 else
 	echo "the tests need these Debian packages; install them with:" >&2
-	echo "  sudo apt-get install -y$need" >&2
+	[ -z "$need" ] || echo "  sudo apt-get install -y$need" >&2
+	[ -z "$ceph" ] || echo "  sudo apt-get install -y --no-install-recommends$ceph" >&2
 	exit 1
 fi

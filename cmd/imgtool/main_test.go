@@ -44,6 +44,7 @@ func TestMain(m *testing.M) {
 		log.Fatalf("build imgtool: %v", err)
 	}
 	code := m.Run()
+	stopS3()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

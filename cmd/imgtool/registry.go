@@ -5,10 +5,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/imgtool/imgtool/registry"
 	"github.com/spf13/cobra"
 )
@@ -24,13 +22,13 @@ func newRegistryCmd(o *globalOptions) *cobra.Command {
 
 func newRegistryServeCmd(o *globalOptions) *cobra.Command {
 	var (
-		addr       string
-		sparse     bool
-		grace      time.Duration
-		uploadTTL  time.Duration
-		accessLog  bool
-		maxThreads uint64
-		sec        serveSecurity
+		addr      string
+		sparse    bool
+		grace     time.Duration
+		uploadTTL time.Duration
+		accessLog bool
+		storage   storageOptions
+		sec       serveSecurity
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -50,11 +48,7 @@ finish for --grace.`,
 			if err := sec.configure(cmd.ErrOrStderr(), o.root, addr, &opts); err != nil {
 				return err
 			}
-			dir := filepath.Join(o.root, "registry")
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("registry data directory: %w (set --root or IMGTOOL_ROOT to a writable directory)", err)
-			}
-			abs, err := filepath.Abs(dir)
+			drv, err := newStorageDriver(cmd.Context(), storage, o.root)
 			if err != nil {
 				return err
 			}
@@ -66,7 +60,6 @@ finish for --grace.`,
 			if accessLog {
 				opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			}
-			drv := filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: maxThreads})
 			return sec.serve(cmd.Context(), registry.New(drv, opts), ln, grace)
 		},
 	}
@@ -76,7 +69,7 @@ finish for --grace.`,
 	f.DurationVar(&grace, "grace", 30*time.Second, "how long requests in flight may finish after SIGTERM")
 	f.DurationVar(&uploadTTL, "upload-ttl", 7*24*time.Hour, "delete upload sessions left unfinished for this long (0: never)")
 	f.BoolVar(&accessLog, "access-log", true, "log one line per request on stderr")
-	f.Uint64Var(&maxThreads, "max-threads", 100, "bound on concurrent storage operations")
+	addStorageFlags(f, &storage)
 	sec.addFlags(f)
 	return cmd
 }

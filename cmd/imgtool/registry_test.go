@@ -106,13 +106,18 @@ func TestConformance(t *testing.T) {
 }
 
 func conformance(t *testing.T, suite, sparse string, flags ...string) {
+	srv := startRegistry(t, filepath.Join(t.TempDir(), "root"), append(flags, "--access-log=false")...)
+	runConformance(t, suite, srv.addr, sparse)
+}
+
+// runConformance runs the suite against the registry at addr.
+func runConformance(t *testing.T, suite, addr, sparse string) {
 	dir := t.TempDir()
-	srv := startRegistry(t, filepath.Join(dir, "root"), append(flags, "--access-log=false")...)
 	results := filepath.Join(dir, "results")
 	run := exec.Command(suite)
 	run.Dir = dir
 	run.Env = append(os.Environ(),
-		"OCI_REGISTRY="+srv.addr, "OCI_TLS=disabled", "OCI_RESULTS_DIR="+results,
+		"OCI_REGISTRY="+addr, "OCI_TLS=disabled", "OCI_RESULTS_DIR="+results,
 		"OCI_VERSION=dev", // enables upload cancel, digest headers and tag parameters
 		"OCI_TEST_PULL=1", "OCI_TEST_PUSH=1", "OCI_TEST_CONTENT_DISCOVERY=1", "OCI_TEST_CONTENT_MANAGEMENT=1",
 		"OCI_HIDE_SKIPPED_WORKFLOWS=0", "OCI_DATA_SPARSE="+sparse, "OCI_DATA_SHA512=true",
