@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/imgtool/imgtool/registry"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -17,8 +14,9 @@ import (
 
 func newRegistryGCCmd(o *globalOptions) *cobra.Command {
 	var (
-		opts   registry.GCOptions
-		format string
+		opts    registry.GCOptions
+		format  string
+		storage storageOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "gc",
@@ -41,17 +39,13 @@ deleted too.`,
 			if format != "text" && format != "json" {
 				return fmt.Errorf("--format %q: want text or json", format)
 			}
-			dir, err := filepath.Abs(filepath.Join(o.root, "registry"))
+			drv, dir, err := openStorage(cmd.Context(), storage, o.root, true)
 			if err != nil {
 				return err
-			}
-			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-				return fmt.Errorf("no registry data at %s (set --root or IMGTOOL_ROOT to the root imgtool registry serve uses)", dir)
 			}
 			// distribution's Walk logs every path a running server removed
 			// between its List and Stat; that is expected here, not news.
 			logrus.SetLevel(logrus.WarnLevel)
-			drv := filesystem.New(filesystem.DriverParameters{RootDirectory: dir, MaxThreads: 100})
 			rep, err := registry.GC(cmd.Context(), drv, opts)
 			if err != nil {
 				if errors.Is(err, cmd.Context().Err()) {
@@ -77,6 +71,7 @@ deleted too.`,
 	f.DurationVar(&opts.Grace, "grace", time.Hour, "keep everything written, linked or checked more recently than this")
 	f.DurationVar(&opts.UploadTTL, "upload-ttl", 7*24*time.Hour, "delete upload sessions started longer ago (0: keep them)")
 	f.StringVar(&format, "format", "text", "output: text or json")
+	addStorageFlags(f, &storage)
 	return cmd
 }
 

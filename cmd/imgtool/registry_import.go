@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 
-	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/imgtool/imgtool/registry"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -18,6 +16,7 @@ import (
 func newRegistryImportCmd(o *globalOptions) *cobra.Command {
 	var opts registry.ImportOptions
 	var format string
+	var storage storageOptions
 	cmd := &cobra.Command{
 		Use:   "import BUNDLE.tar",
 		Short: "Write the images of an OCI archive bundle into the registry's storage, no server needed",
@@ -42,12 +41,6 @@ second time changes nothing. BUNDLE may be - to read standard input.`,
 			if format != "table" && format != "json" {
 				return usageError{fmt.Errorf("--format %q: want table or json", format)}
 			}
-			// The driver makes directories as it writes: a refused bundle
-			// leaves not even an empty data directory behind.
-			abs, err := filepath.Abs(filepath.Join(o.root, "registry"))
-			if err != nil {
-				return err
-			}
 			path := args[0]
 			if path == "-" {
 				if term.IsTerminal(int(os.Stdin.Fd())) {
@@ -69,7 +62,12 @@ second time changes nothing. BUNDLE may be - to read standard input.`,
 			if err != nil {
 				return fmt.Errorf("import bundle: %w", err)
 			}
-			drv := filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: 100})
+			// The driver makes directories as it writes: a refused bundle
+			// leaves not even an empty data directory behind.
+			drv, _, err := openStorage(cmd.Context(), storage, o.root, false)
+			if err != nil {
+				return err
+			}
 			rep, err := registry.New(drv, registry.Options{}).Import(cmd.Context(), f, fi.Size(), opts)
 			if err != nil {
 				return err
@@ -82,6 +80,7 @@ second time changes nothing. BUNDLE may be - to read standard input.`,
 	}
 	cmd.Flags().StringVar(&format, "format", "table", "report format: table or json")
 	cmd.Flags().StringVar(&opts.Repository, "repository", "", "repository for the images the bundle names only by tag (skopeo oci-archive:FILE:TAG) or not at all (buildx type=oci without a name)")
+	addStorageFlags(cmd.Flags(), &storage)
 	cmd.Flags().BoolVar(&opts.Scoped, "scoped", false, "keep each image's registry host as the first component of its repository (quay.io/org/app stays quay.io/org/app), as skopeo sync --scoped")
 	return cmd
 }

@@ -76,6 +76,31 @@ func newStorageDriver(ctx context.Context, o storageOptions, root string) (stora
 	return nil, usageError{fmt.Errorf(`--storage %q: want "filesystem" or "s3"`, o.Driver)}
 }
 
+// openStorage is newStorageDriver for the commands that work on a
+// registry's data without serving it (gc, import): the filesystem driver
+// is opened without creating <root>/registry, which with mustExist must
+// already be there, since the driver makes directories as it writes.
+func openStorage(ctx context.Context, o storageOptions, root string, mustExist bool) (storagedriver.StorageDriver, string, error) {
+	if o.Driver == "s3" {
+		drv, err := newStorageDriver(ctx, o, root)
+		return drv, "s3://" + path.Join(o.S3.Bucket, o.S3.RootDirectory), err
+	}
+	if o.Driver != "filesystem" && o.Driver != "" {
+		return nil, "", usageError{fmt.Errorf(`--storage %q: want "filesystem" or "s3"`, o.Driver)}
+	}
+	if err := o.S3.unused(); err != nil {
+		return nil, "", err
+	}
+	dir, err := filepath.Abs(filepath.Join(root, "registry"))
+	if err != nil {
+		return nil, "", err
+	}
+	if fi, err := os.Stat(dir); mustExist && (err != nil || !fi.IsDir()) {
+		return nil, "", fmt.Errorf("no registry data at %s (set --root or IMGTOOL_ROOT to the root imgtool registry serve uses)", dir)
+	}
+	return filesystem.New(filesystem.DriverParameters{RootDirectory: dir, MaxThreads: o.MaxThreads}), dir, nil
+}
+
 func newFilesystemDriver(root string, maxThreads uint64) (storagedriver.StorageDriver, error) {
 	dir := filepath.Join(root, "registry")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
