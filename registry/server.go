@@ -42,8 +42,10 @@ type Registry struct {
 
 // New returns the registry over driver.
 func New(driver storagedriver.StorageDriver, opts Options) *Registry {
-	return &Registry{driver: driver, opts: opts, metrics: newMetrics(),
+	g := &Registry{driver: driver, opts: opts, metrics: newMetrics(),
 		limiter: newLoginLimiter(opts.Access.Limit, time.Now)}
+	g.metrics.reg.MustRegister(newLastGCCollector(g))
+	return g
 }
 
 // Metrics are the registry's Prometheus metrics; GC reports its runs here.

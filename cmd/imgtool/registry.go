@@ -29,6 +29,8 @@ func newRegistryServeCmd(o *globalOptions) *cobra.Command {
 		accessLog bool
 		storage   storageOptions
 		sec       serveSecurity
+		gcEvery   time.Duration
+		gcOpts    registry.GCOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -60,7 +62,12 @@ finish for --grace.`,
 			if accessLog {
 				opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			}
-			return sec.serve(cmd.Context(), registry.New(drv, opts), ln, grace)
+			reg := registry.New(drv, opts)
+			if gcEvery > 0 {
+				gcOpts.UploadTTL = uploadTTL
+				go reg.CollectEvery(cmd.Context(), gcEvery, gcOpts, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+			}
+			return sec.serve(cmd.Context(), reg, ln, grace)
 		},
 	}
 	f := cmd.Flags()
@@ -69,6 +76,9 @@ finish for --grace.`,
 	f.DurationVar(&grace, "grace", 30*time.Second, "how long requests in flight may finish after SIGTERM")
 	f.DurationVar(&uploadTTL, "upload-ttl", 7*24*time.Hour, "delete upload sessions left unfinished for this long (0: never)")
 	f.BoolVar(&accessLog, "access-log", true, "log one line per request on stderr")
+	f.DurationVar(&gcEvery, "gc-interval", 0, "run a garbage collection this often while serving (0: never; see registry gc)")
+	f.DurationVar(&gcOpts.Grace, "gc-grace", time.Hour, "with --gc-interval: keep everything written, linked or checked more recently")
+	f.BoolVar(&gcOpts.DeleteUntagged, "gc-delete-untagged", false, "with --gc-interval: also delete manifests no tag, index or subject keeps")
 	addStorageFlags(f, &storage)
 	sec.addFlags(f)
 	return cmd
