@@ -34,7 +34,7 @@ bench: build
 
 # bench-build-peers times imgtool build beside buildah and BuildKit (issue
 # 9's targets). Not in bench: as root it installs Debian packages, builds
-# BuildKit from source once, and a full run takes about a quarter of an hour.
+# BuildKit from source once, and a full run took 30 minutes on a busy 2-core machine.
 # FILES, BYTES, RUNS, PEERS and CASES pass through (see bench/build-peers.sh).
 bench-build-peers: build
 	bash bench/build-peers.sh

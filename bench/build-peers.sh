@@ -62,21 +62,21 @@ for c in $CASES; do
 	case $c in scratch | busybox) ;; *) die "unknown case $c (want scratch, busybox)" ;; esac
 done
 case "$FILES$BYTES$RUNS$TIMEOUT" in *[!0-9]*) die "FILES, BYTES, RUNS and TIMEOUT are numbers" ;; esac
-[ "$FILES" -ge 2 ] && [ "$RUNS" -ge 1 ] || die "want FILES >= 2 and RUNS >= 1"
+if [ "$FILES" -lt 2 ] || [ "$RUNS" -lt 1 ]; then die "want FILES >= 2 and RUNS >= 1"; fi
 has_peer() { case " $PEERS " in *" $1"*) return 0 ;; esac; return 1; }
 
 # missing_packages prints the Debian packages this run needs and lacks.
 missing_packages() {
-	local need=()
-	command -v zstd >/dev/null || need+=(zstd)
-	[ -x /usr/bin/time ] || need+=(time)
-	if has_peer buildah; then command -v buildah >/dev/null || need+=(buildah); fi
+	local pkgs=()
+	command -v zstd >/dev/null || pkgs+=(zstd)
+	[ -x /usr/bin/time ] || pkgs+=(time)
+	if has_peer buildah; then command -v buildah >/dev/null || pkgs+=(buildah); fi
 	if has_peer buildkit; then
-		command -v rootlesskit >/dev/null || need+=(rootlesskit)
-		command -v runc >/dev/null || need+=(runc)
+		command -v rootlesskit >/dev/null || pkgs+=(rootlesskit)
+		command -v runc >/dev/null || pkgs+=(runc)
 	fi
-	if [ -n "$PEERS" ]; then command -v newuidmap >/dev/null || need+=(uidmap); fi
-	echo "${need[@]}"
+	if [ -n "$PEERS" ]; then command -v newuidmap >/dev/null || pkgs+=(uidmap); fi
+	echo "${pkgs[@]}"
 }
 
 if [ "$(id -u)" = 0 ] && [ -z "${IMGTOOL_BENCH_NS:-}" ]; then
@@ -93,9 +93,15 @@ need=$(missing_packages)
 
 W=$(mktemp -d /var/tmp/imgtool-bench-peers.XXXXXX)
 chmod 755 "$W"
-BKPID=
+BKPID='' MPID=''
+# shellcheck disable=SC2317 # the EXIT trap runs it
 cleanup() {
 	local rc=$?
+	if [ -n "$MPID" ]; then
+		# shellcheck disable=SC2046 # a list of PIDs
+		kill -TERM "$MPID" $(descendants "$MPID") 2>/dev/null || true
+		wait "$MPID" 2>/dev/null || true
+	fi
 	if declare -F bk_stop >/dev/null; then bk_stop || true; fi
 	if [ -n "${KEEP:-}" ]; then
 		echo "KEEP: left $W" >&2
@@ -105,10 +111,11 @@ cleanup() {
 		# Rootless stores hold files of subordinate ids.
 		buildah unshare rm -rf "$W" 2>/dev/null || rm -rf "$W"
 	fi
-	exit $rc
+	exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # as_user: the prefix that runs a command as the bench user, with a HOME,
 # XDG_RUNTIME_DIR and TMPDIR of its own under $W.
@@ -186,7 +193,7 @@ descendants() {
 BKMODE=rootless
 # bk_start STATE starts a buildkitd on STATE/root and waits for it.
 bk_start() {
-	local st=$1 i
+	local st=$1
 	BKSOCK=$st/buildkitd.sock
 	# An empty config and a socket of its own: nothing of the host's.
 	: >"$st/buildkitd.toml"
@@ -198,7 +205,7 @@ bk_start() {
 		"${cmd[@]}" >"$st/buildkitd.log" 2>&1 &
 	fi
 	BKPID=$!
-	for i in $(seq 120); do
+	for _ in $(seq 120); do
 		if [ -S "$BKSOCK" ] && bk_ctl debug workers >/dev/null 2>&1; then return 0; fi
 		kill -0 "$BKPID" 2>/dev/null || break
 		sleep 0.5
@@ -224,10 +231,10 @@ bk_rss() {
 }
 bk_stop() {
 	[ -n "$BKPID" ] || return 0
-	local kids i
+	local kids
 	kids=$(descendants "$BKPID")
 	kill -TERM "$BKPID" 2>/dev/null || true
-	for i in $(seq 60); do
+	for _ in $(seq 60); do
 		kill -0 "$BKPID" 2>/dev/null || break
 		sleep 0.5
 	done
@@ -245,7 +252,11 @@ measure() {
 	shift 4
 	local log=$W/log/$tool-$cas-$scen-$run.log t0 t1 rc=0 secs rss
 	t0=$(date +%s.%N)
-	/usr/bin/time -f %M -o "$W/rss" timeout -k 10 "$TIMEOUT" "$@" >"$log" 2>&1 || rc=$?
+	# In the background so that a signal to this script stops it at once.
+	/usr/bin/time -f %M -o "$W/rss" timeout -k 10 "$TIMEOUT" "$@" >"$log" 2>&1 &
+	MPID=$!
+	wait "$MPID" || rc=$?
+	MPID=
 	t1=$(date +%s.%N)
 	if [ "$rc" != 0 ]; then
 		echo "$tool $cas $scen: failed (exit $rc); the end of its output:" >&2
@@ -365,8 +376,12 @@ for run in $(seq "$RUNS"); do
 	# The floor reads the whole context first, so every tool finds it in
 	# the page cache.
 	measure floor ctx floor "$run" "${as_user[@]}" sh -c "tar -C '$W/ctx' -cf - . | zstd -q -T0 -3 | sha256sum"
+	# Even runs take the tools in reverse order, so that a load that
+	# changes during a run weighs on each alike.
+	order="imgtool $PEERS"
+	[ $((run % 2)) = 1 ] || order=$(echo "$order" | tr ' ' '\n' | tac | tr '\n' ' ')
 	for cas in $CASES; do
-		for tool in imgtool $PEERS; do
+		for tool in $order; do
 			run_tool "$tool" "$cas" "$run"
 		done
 	done
