@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 BIN      := bin/imgtool
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@latest
 
-.PHONY: build test bench lint demo deps fuzz clean
+.PHONY: build test bench bench-build-peers lint demo deps fuzz clean
 
 # scripts/build.sh embeds the container init (see internal/cmd/runner-init).
 build:
@@ -34,6 +34,13 @@ bench: build
 	bash bench/run.sh
 	bash bench/registry.sh
 	bash bench/build.sh
+
+# bench-build-peers times imgtool build beside buildah and BuildKit (issue
+# 9's targets). Not in bench: as root it installs Debian packages, builds
+# BuildKit from source once, and a full run took 30 minutes on a busy 2-core machine.
+# FILES, BYTES, RUNS, PEERS and CASES pass through (see bench/build-peers.sh).
+bench-build-peers: build
+	bash bench/build-peers.sh
 
 # fuzz runs each fuzzer for FUZZTIME (the seeds also run in make test).
 # Minimizing the archive fuzzer's finds is slow, hence the short bound.
