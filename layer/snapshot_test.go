@@ -45,6 +45,14 @@ func TestDiff(t *testing.T) {
 
 	os.WriteFile(filepath.Join(root, "mod", "file"), []byte("version two"), 0o644)
 	os.RemoveAll(filepath.Join(root, "gone"))
+	// Held open, the removed repl/ keeps its inode, so the new repl/
+	// cannot reuse it (ext4 may, and then Diff rightly reports the
+	// replacement as -repl/old instead of an opaque Rrepl).
+	oldRepl, err := os.Open(filepath.Join(root, "repl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oldRepl.Close()
 	os.RemoveAll(filepath.Join(root, "repl"))
 	mk("repl/kept", "v1 repl/kept") // same name, same content, but under a new directory
 	mk("new/dir/file", "new")
