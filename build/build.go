@@ -46,6 +46,9 @@ type Builder struct {
 	// from (a copy of its entry), so that a base image is unpacked once
 	// for every build; nil unpacks each build's layers itself.
 	Unpack *unpack.Cache
+	// treeCopy makes every COPY write through the stage's tree, never
+	// streamed (copystream.go), for tests that compare the two.
+	treeCopy bool
 }
 
 // Request is one build.
