@@ -177,6 +177,9 @@ type buildRun struct {
 	rootless  bool
 	progress  *progress
 	layerOpts layer.Options
+	// hashBatch, for tests, is how many file keys are written at once
+	// (0: maxPendingKeys).
+	hashBatch int
 	meta      *argScope          // ARGs before the first FROM
 	target    int                // the stage to build
 	stages    []*stageResult     // by index; nil until built
