@@ -10,11 +10,13 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/imgtool/imgtool/layer"
 	"github.com/imgtool/imgtool/manifest"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"golang.org/x/sys/unix"
 )
 
@@ -58,7 +60,7 @@ type streamPlan struct {
 // It reports false, having written nothing, when the copy needs the
 // tree.
 func (s *stageRun) streamCopy(ctx context.Context, c *copier, matches []match, op copyOp, dest string, destDir bool) (bool, error) {
-	if op.add != nil || len(s.layers) > 0 || s.r.b.treeCopy {
+	if op.add != nil || len(s.layers) > 0 || s.r.b.treeCopy || s.treeNeededLater() {
 		return false, nil
 	}
 	p := &streamPlan{c: c, rootless: s.r.rootless, now: unix.NsecToTimespec(time.Now().UnixNano()), entries: map[string]*streamEntry{}}
@@ -325,4 +327,41 @@ func (s *stageRun) writeStream(ctx context.Context, entries []layer.Entry, creat
 	s.layers = append(s.layers, ld)
 	s.steps = append(s.steps, manifest.Step{Layer: &ld, CreatedBy: createdBy})
 	return nil
+}
+
+// treeNeededLater reports whether a step after the running one may need
+// the stage's tree: a later instruction of the stage that changes files,
+// or a later stage built FROM it, copying from it or mounting it. A
+// reference spelled with a variable may name it.
+func (s *stageRun) treeNeededLater() bool {
+	for _, c := range s.rest {
+		if changesFiles(c) {
+			return true
+		}
+	}
+	p := s.r.plan
+	name := p.stages[s.idx].Name
+	refs := func(ref string) bool {
+		return strings.Contains(ref, "$") || ref == strconv.Itoa(s.idx) || (name != "" && strings.EqualFold(ref, name))
+	}
+	for _, st := range p.stages[s.idx+1:] {
+		if refs(st.BaseName) {
+			return true
+		}
+		for _, c := range st.Commands {
+			switch c := c.(type) {
+			case *instructions.CopyCommand:
+				if c.From != "" && refs(c.From) {
+					return true
+				}
+			case *instructions.RunCommand:
+				for _, m := range instructions.GetMounts(c) {
+					if m.From != "" && refs(m.From) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
 }

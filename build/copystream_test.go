@@ -92,3 +92,34 @@ func TestStreamedCopyMatchesTree(t *testing.T) {
 		})
 	}
 }
+
+// TestTreeNeededLater: a COPY streams only when nothing after it needs
+// the stage's tree.
+func TestTreeNeededLater(t *testing.T) {
+	for _, tc := range []struct {
+		name, dockerfile string
+		stage, cmd       int // the COPY: stage, and command within it
+		want             bool
+	}{
+		{"last step", "FROM scratch\nCOPY . /\nENV A=1\nCMD [\"/x\"]\n", 0, 0, false},
+		{"a later COPY", "FROM scratch\nCOPY . /\nCOPY x /y\n", 0, 0, true},
+		{"a later WORKDIR", "FROM scratch\nCOPY . /\nWORKDIR /w\n", 0, 0, true},
+		{"built on", "FROM scratch AS ctx\nCOPY . /\nFROM ctx\nENV A=1\n", 0, 0, true},
+		{"built on by number", "FROM scratch\nCOPY . /\nFROM 0\n", 0, 0, true},
+		{"copied from", "FROM scratch AS ctx\nCOPY . /\nFROM busybox\nCOPY --from=CTX /a /a\n", 0, 0, true},
+		{"mounted", "FROM scratch AS ctx\nCOPY . /\nFROM busybox\nRUN --mount=from=ctx,target=/c true\n", 0, 0, true},
+		{"a variable may name it", "FROM scratch AS ctx\nCOPY . /\nFROM busybox\nARG S\nCOPY --from=$S /a /a\n", 0, 0, true},
+		{"other stages only", "FROM busybox AS build\nRUN true\nFROM scratch\nCOPY --from=build /a /a\n", 1, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := parseDockerfile("Dockerfile", []byte(tc.dockerfile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &stageRun{r: &buildRun{plan: p}, idx: tc.stage, rest: p.stages[tc.stage].Commands[tc.cmd+1:]}
+			if got := s.treeNeededLater(); got != tc.want {
+				t.Errorf("treeNeededLater = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
