@@ -46,6 +46,9 @@ type Builder struct {
 	// from (a copy of its entry), so that a base image is unpacked once
 	// for every build; nil unpacks each build's layers itself.
 	Unpack *unpack.Cache
+	// treeCopy makes every COPY write through the stage's tree, never
+	// streamed (copystream.go), for tests that compare the two.
+	treeCopy bool
 }
 
 // Request is one build.
@@ -174,6 +177,9 @@ type buildRun struct {
 	rootless  bool
 	progress  *progress
 	layerOpts layer.Options
+	// hashBatch, for tests, is how many file keys are written at once
+	// (0: maxPendingKeys).
+	hashBatch int
 	meta      *argScope          // ARGs before the first FROM
 	target    int                // the stage to build
 	stages    []*stageResult     // by index; nil until built

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -58,6 +59,11 @@ type fileHasher struct {
 	stat     *statCache
 	enc      *json.Encoder
 	links    map[[2]uint64]string
+	// pending are keys not written yet, in order; jobs the files among
+	// them to read (hashjobs.go).
+	pending []fileKey
+	jobs    []hashJob
+	batch   int // keys held before they are written (0: maxPendingKeys)
 }
 
 // filesDigest digests the entries the sources srcs of src name. It needs
@@ -69,7 +75,7 @@ func (r *buildRun) filesDigest(ctx context.Context, src *source, srcs []string, 
 		return "", err
 	}
 	h := sha256.New()
-	fh := &fileHasher{ctx: ctx, src: src, excludes: excl, stat: r.stat, enc: json.NewEncoder(h), links: map[[2]uint64]string{}}
+	fh := &fileHasher{ctx: ctx, src: src, excludes: excl, stat: r.stat, enc: json.NewEncoder(h), links: map[[2]uint64]string{}, batch: r.hashBatch}
 	for _, s := range srcs {
 		paths, err := src.match(s)
 		if err != nil {
@@ -80,6 +86,9 @@ func (r *buildRun) filesDigest(ctx context.Context, src *source, srcs []string, 
 				return "", err
 			}
 		}
+	}
+	if err := fh.flush(); err != nil {
+		return "", err
 	}
 	return digest.NewDigest(digest.SHA256, h), nil
 }
@@ -167,11 +176,12 @@ func (fh *fileHasher) entry(host, p string, st *unix.Stat_t) error {
 		if st.Nlink > 1 {
 			fh.links[id] = p
 		}
-		d, err := fh.stat.digest(host, fh.src.t.rel(host), st)
-		if err != nil {
-			return err
+		rel := fh.src.t.rel(host)
+		if d, ok := fh.stat.lookup(rel, st); ok {
+			k.Digest = d
+			break
 		}
-		k.Digest = d
+		fh.jobs = append(fh.jobs, hashJob{key: len(fh.pending), host: host, rel: rel, st: *st})
 	case unix.S_IFLNK:
 		target, err := os.Readlink(host)
 		if err != nil {
@@ -181,7 +191,11 @@ func (fh *fileHasher) entry(host, p string, st *unix.Stat_t) error {
 	default:
 		return nil // not copied
 	}
-	return fh.enc.Encode(k)
+	fh.pending = append(fh.pending, k)
+	if len(fh.pending) >= cmp.Or(fh.batch, maxPendingKeys) {
+		return fh.flush()
+	}
+	return nil
 }
 
 // isURL reports whether an ADD source is a URL to download.

@@ -133,6 +133,9 @@ func (s *stageRun) copy(ctx context.Context, op copyOp) error {
 			}
 		}
 	}
+	if ok, err := s.streamCopy(ctx, c, matches, op, dest, destDir); ok || err != nil {
+		return err
+	}
 	for _, m := range matches {
 		if err := c.copyMatch(m, dest, destDir, op.parents); err != nil {
 			return err

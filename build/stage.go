@@ -43,7 +43,8 @@ type stageRun struct {
 	// noCache: this stage looks nothing up (--no-cache, --no-cache-filter).
 	noCache bool
 	args    *argScope
-	cmdSet  bool // CMD set in this stage, which ENTRYPOINT must not clear
+	cmdSet  bool                   // CMD set in this stage, which ENTRYPOINT must not clear
+	rest    []instructions.Command // the instructions after the one running
 	lex     *shell.Lex
 }
 
@@ -80,8 +81,10 @@ func (r *buildRun) runStage(ctx context.Context, i int) (*stageResult, error) {
 	}
 	cmds := st.Commands
 	s.total = 1 + len(triggers) + len(cmds)
-	for _, c := range append(triggers, cmds...) {
+	all := append(triggers, cmds...)
+	for i, c := range all {
 		s.pos++
+		s.rest = all[i+1:]
 		if err := s.exec(ctx, c); err != nil {
 			return nil, err
 		}

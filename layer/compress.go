@@ -67,11 +67,11 @@ func compressor(w io.Writer, c Compression, level int) (io.WriteCloser, error) {
 		}
 		return gz, nil
 	case Zstd, "":
-		opts := []zstd.EOption{zstd.WithEncoderConcurrency(runtime.NumCPU())}
+		l := zstd.SpeedDefault
 		if level != 0 {
-			opts = append(opts, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)))
+			l = zstd.EncoderLevelFromZstd(level)
 		}
-		return zstd.NewWriter(w, opts...)
+		return newParallelZstd(w, l, runtime.NumCPU())
 	}
 	return nil, fmt.Errorf("compression %q: want zstd, gzip or none", c)
 }

@@ -21,7 +21,9 @@ func main() {
 		runner.Init()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	endProfile := startProfile()
 	code := run(ctx, os.Args[1:])
+	endProfile()
 	stop()
 	os.Exit(code)
 }

@@ -1,0 +1,367 @@
+package build
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/imgtool/imgtool/layer"
+	"github.com/imgtool/imgtool/manifest"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"golang.org/x/sys/unix"
+)
+
+// A COPY into a stage whose tree is still empty (FROM scratch, nothing
+// written yet) needs no root filesystem: what it writes is exactly its
+// sources, so its layer is streamed from them into the layer writer, and
+// nothing is written to disk but the blob. Creating and then re-reading
+// thousands of files in a temporary tree was most of a copy-heavy
+// build's time. A later step that needs the tree unpacks it from the
+// layers, as after a cache hit (lazyfs.go).
+//
+// The plan (streamPlan) follows the copier (copytree.go) step for step
+// over a map of the entries the copy makes; whatever it does not model
+// (a symlink or file where a directory must be) makes it give up before
+// anything is written, and the copy goes through the tree.
+
+// errNoStream makes a COPY fall back to writing through the tree.
+var errNoStream = errors.New("copy needs the root filesystem")
+
+// streamEntry is an entry a streamed COPY makes.
+type streamEntry struct {
+	typ   byte // tar type flag: TypeReg, TypeDir or TypeSymlink
+	meta  fileMeta
+	file  string // regular file: the host file its content comes from
+	data  []byte // regular file without a host file: its content
+	link  string // symlink target
+	id    [2]uint64
+	multi bool // the source has several hard links: id groups them
+}
+
+// streamPlan is the entries of one streamed COPY by path (relative,
+// no leading "/").
+type streamPlan struct {
+	c        *copier
+	rootless bool
+	now      unix.Timespec
+	entries  map[string]*streamEntry
+}
+
+// streamCopy does op as a streamed layer when the stage's tree is empty.
+// It reports false, having written nothing, when the copy needs the
+// tree.
+func (s *stageRun) streamCopy(ctx context.Context, c *copier, matches []match, op copyOp, dest string, destDir bool) (bool, error) {
+	if op.add != nil || len(s.layers) > 0 || s.r.b.treeCopy || s.treeNeededLater() {
+		return false, nil
+	}
+	p := &streamPlan{c: c, rootless: s.r.rootless, now: unix.NsecToTimespec(time.Now().UnixNano()), entries: map[string]*streamEntry{}}
+	err := p.plan(matches, op, dest, destDir)
+	if errors.Is(err, errNoStream) {
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	if err := s.writeStream(ctx, p.list(), op.createdBy); err != nil {
+		return true, err
+	}
+	// The tree (empty) no longer holds what the layers do: the next step
+	// that needs it unpacks them.
+	s.rootfs = nil
+	return true, nil
+}
+
+func (p *streamPlan) plan(matches []match, op copyOp, dest string, destDir bool) error {
+	for _, m := range matches {
+		if err := p.match(m, dest, destDir, op.parents); err != nil {
+			return err
+		}
+	}
+	for _, h := range op.contents {
+		target := dest
+		if destDir {
+			target = path.Join(dest, path.Base(path.Clean("/"+h.Path)))
+		}
+		if err := p.mkdirAll(path.Dir(target)); err != nil {
+			return err
+		}
+		m := fileMeta{mode: 0o644, owner: p.c.owner, mtime: unix.NsecToTimespec(0)}
+		if p.c.chmod != nil {
+			m.mode = *p.c.chmod
+		}
+		p.put(target, &streamEntry{typ: tar.TypeReg, meta: m, data: []byte(h.Data)})
+	}
+	return nil
+}
+
+// match plans one source as copier.copyMatch copies it.
+func (p *streamPlan) match(m match, dest string, destDir, parents bool) error {
+	if m.host != "" || m.extract {
+		return errNoStream
+	}
+	host, err := m.src.t.resolve(m.path)
+	if err != nil {
+		return m.src.notFound(m.path, err.Error())
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(host, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", m.path, err)
+	}
+	target := dest
+	if parents {
+		target = path.Join(dest, m.keep)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if err := p.mkdirAll(target); err != nil {
+			return err
+		}
+		return p.dir(host, m.path, "", target, false)
+	}
+	if destDir && !parents {
+		target = path.Join(dest, path.Base(m.path))
+	}
+	if err := p.mkdirAll(path.Dir(target)); err != nil {
+		return err
+	}
+	return p.entry(host, m.path, target, &st)
+}
+
+// dir plans the entries of source directory srcHost into directory
+// target, as copier.copyDir copies them.
+func (p *streamPlan) dir(srcHost, srcPath, rel, target string, lazy bool) error {
+	c := p.c
+	if err := c.ctx.Err(); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(srcHost)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", srcPath, err)
+	}
+	for _, e := range entries {
+		childPath, childRel := path.Join(srcPath, e.Name()), path.Join(rel, e.Name())
+		childHost := filepath.Join(srcHost, e.Name())
+		childTarget := path.Join(target, e.Name())
+		skip := c.from.ignored(childPath) || c.excluded(childRel)
+		var st unix.Stat_t
+		if err := unix.Lstat(childHost, &st); err != nil {
+			return fmt.Errorf("stat %s: %w", childPath, err)
+		}
+		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+		if skip && !(isDir && c.mayReinclude()) {
+			continue
+		}
+		if isDir {
+			if err := p.subdir(childHost, childPath, childRel, childTarget, &st, skip); err != nil {
+				return err
+			}
+			continue
+		}
+		if lazy {
+			// The copier makes the excluded directories above a
+			// re-included entry with os.MkdirAll: 0755, the builder's.
+			if err := p.mkdirAllMeta(target, fileMeta{mode: 0o755, mtime: p.now}); err != nil {
+				return err
+			}
+		}
+		if err := p.entry(childHost, childPath, childTarget, &st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *streamPlan) subdir(host, srcPath, rel, target string, st *unix.Stat_t, excluded bool) error {
+	if excluded {
+		return p.dir(host, srcPath, rel, target, true)
+	}
+	if e, ok := p.entries[strings.TrimPrefix(target, "/")]; !ok || e.typ != tar.TypeDir {
+		p.put(target, &streamEntry{typ: tar.TypeDir})
+	}
+	if err := p.dir(host, srcPath, rel, target, false); err != nil {
+		return err
+	}
+	p.entries[strings.TrimPrefix(target, "/")].meta = p.c.metaOf(st)
+	return nil
+}
+
+// entry plans one non-directory source entry as target.
+func (p *streamPlan) entry(host, srcPath, target string, st *unix.Stat_t) error {
+	m := p.c.metaOf(st)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		p.put(target, &streamEntry{typ: tar.TypeReg, meta: m, file: host,
+			id: [2]uint64{uint64(st.Dev), st.Ino}, multi: st.Nlink > 1})
+	case unix.S_IFLNK:
+		t, err := os.Readlink(host)
+		if err != nil {
+			return fmt.Errorf("read link %s: %w", srcPath, err)
+		}
+		if p.rootless {
+			m.owner = owner{} // no xattr on a symlink: the caller's, root in the layer
+		}
+		m.mode = 0o777
+		p.put(target, &streamEntry{typ: tar.TypeSymlink, meta: m, link: t})
+	case unix.S_IFDIR:
+		return p.subdir(host, srcPath, "", target, st, false)
+	}
+	return nil // sockets, devices and fifos are not copied, as in docker
+}
+
+// put makes target e, replacing what was there (and, for a directory
+// replaced by something else, what was below it).
+func (p *streamPlan) put(target string, e *streamEntry) {
+	rel := strings.TrimPrefix(path.Clean("/"+target), "/")
+	if old, ok := p.entries[rel]; ok && old.typ == tar.TypeDir && e.typ != tar.TypeDir {
+		for k := range p.entries {
+			if strings.HasPrefix(k, rel+"/") {
+				delete(p.entries, k)
+			}
+		}
+	}
+	p.entries[rel] = e
+}
+
+// mkdirAll makes directory p and what is missing above it as
+// fsWriter.mkdirAll does: 0755, the copy's owner.
+func (p *streamPlan) mkdirAll(dir string) error {
+	return p.mkdirAllMeta(dir, fileMeta{mode: 0o755, owner: p.c.owner, mtime: p.now})
+}
+
+func (p *streamPlan) mkdirAllMeta(dir string, m fileMeta) error {
+	rel := strings.TrimPrefix(path.Clean("/"+dir), "/")
+	if rel == "" {
+		return nil
+	}
+	for i := 0; i <= len(rel); i++ {
+		if i < len(rel) && rel[i] != '/' {
+			continue
+		}
+		e, ok := p.entries[rel[:i]]
+		if !ok {
+			p.entries[rel[:i]] = &streamEntry{typ: tar.TypeDir, meta: m}
+			continue
+		}
+		if e.typ != tar.TypeDir {
+			// The copier follows a symlink here, or fails on a file.
+			return errNoStream
+		}
+	}
+	return nil
+}
+
+// list is the plan as layer entries in tar order. Of a group of hard
+// links, the first in that order holds the content and the others link
+// to it, as layer.Write stores them.
+func (p *streamPlan) list() []layer.Entry {
+	names := make([]string, 0, len(p.entries))
+	for k := range p.entries {
+		names = append(names, k)
+	}
+	slices.SortFunc(names, layer.ComparePaths)
+	out := make([]layer.Entry, 0, len(names))
+	first := map[[2]uint64]string{}
+	for _, name := range names {
+		e := p.entries[name]
+		h := tar.Header{Name: name, Typeflag: e.typ, Mode: tarMode(e.meta.mode),
+			Uid: e.meta.owner.uid, Gid: e.meta.owner.gid, ModTime: time.Unix(e.meta.mtime.Unix())}
+		le := layer.Entry{Header: h, File: e.file, Data: e.data}
+		switch e.typ {
+		case tar.TypeSymlink:
+			le.Header.Linkname = e.link
+		case tar.TypeReg:
+			if e.multi {
+				if f, ok := first[e.id]; ok {
+					le.Header.Typeflag, le.Header.Linkname, le.File = tar.TypeLink, f, ""
+				} else {
+					first[e.id] = name
+				}
+			}
+		}
+		out = append(out, le)
+	}
+	return out
+}
+
+// tarMode is a tar header's mode of fs.FileMode bits chmod takes.
+func tarMode(m fs.FileMode) int64 {
+	n := int64(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		n |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		n |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		n |= 0o1000
+	}
+	return n
+}
+
+// writeStream writes entries as a layer of the stage.
+func (s *stageRun) writeStream(ctx context.Context, entries []layer.Entry, createdBy string) error {
+	if len(entries) == 0 {
+		s.steps = append(s.steps, manifest.Step{CreatedBy: createdBy})
+		return nil
+	}
+	bw, err := s.r.b.Store.Writer(ctx)
+	if err != nil {
+		return err
+	}
+	defer bw.Cancel()
+	ld, err := layer.WriteEntries(ctx, bw, entries, s.r.layerOpts)
+	if err != nil {
+		return err
+	}
+	if ld.Descriptor, err = bw.Commit(ctx, ld.Descriptor); err != nil {
+		return err
+	}
+	s.layers = append(s.layers, ld)
+	s.steps = append(s.steps, manifest.Step{Layer: &ld, CreatedBy: createdBy})
+	return nil
+}
+
+// treeNeededLater reports whether a step after the running one may need
+// the stage's tree: a later instruction of the stage that changes files,
+// or a later stage built FROM it, copying from it or mounting it. A
+// reference spelled with a variable may name it.
+func (s *stageRun) treeNeededLater() bool {
+	for _, c := range s.rest {
+		if changesFiles(c) {
+			return true
+		}
+	}
+	p := s.r.plan
+	name := p.stages[s.idx].Name
+	refs := func(ref string) bool {
+		return strings.Contains(ref, "$") || ref == strconv.Itoa(s.idx) || (name != "" && strings.EqualFold(ref, name))
+	}
+	for _, st := range p.stages[s.idx+1:] {
+		if refs(st.BaseName) {
+			return true
+		}
+		for _, c := range st.Commands {
+			switch c := c.(type) {
+			case *instructions.CopyCommand:
+				if c.From != "" && refs(c.From) {
+					return true
+				}
+			case *instructions.RunCommand:
+				for _, m := range instructions.GetMounts(c) {
+					if m.From != "" && refs(m.From) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
