@@ -41,9 +41,9 @@ func (e Exe) Valid() bool {
 var digestName = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Exec replaces the process with e run with argv and env. It publishes e
-// in the first of dirs that takes it, or, when none does (a read-only
-// root and home), runs it from an anonymous memory file. It returns only
-// on failure.
+// in the first of dirs that takes it and runs it from there, or, when
+// none does (a read-only root and home, noexec mounts), from an anonymous
+// memory file. It returns only on failure.
 func (e Exe) Exec(dirs []string, argv, env []string) error {
 	if !e.Valid() {
 		return fmt.Errorf("run %s: this imgtool carries no %s", e.Name, e.Name)
@@ -52,6 +52,7 @@ func (e Exe) Exec(dirs []string, argv, env []string) error {
 	for _, dir := range dirs {
 		// Another build's imgtool may remove this build's file between
 		// Publish and exec (it cleans up beside its own): publish again.
+		// Other failures (a noexec mount) move on to the next place.
 		for range 2 {
 			p, err := e.Publish(dir)
 			if err != nil {
@@ -59,8 +60,9 @@ func (e Exe) Exec(dirs []string, argv, env []string) error {
 				break
 			}
 			err = syscall.Exec(p, argv, env)
+			errs = append(errs, fmt.Errorf("run %s %s: %w", e.Name, p, err))
 			if !errors.Is(err, syscall.ENOENT) {
-				return fmt.Errorf("run %s %s: %w", e.Name, p, err)
+				break
 			}
 		}
 	}
@@ -93,11 +95,11 @@ func (e Exe) Publish(dir string) (string, error) {
 }
 
 // trusted says whether st is a published copy of e nobody else can have
-// changed: a regular file of e's size, owned by us or by root, writable
-// by its owner only.
+// changed: a regular file of e's size, owned by us or by root, mode 0755
+// as written.
 func (e Exe) trusted(st os.FileInfo) bool {
 	sys, ok := st.Sys().(*syscall.Stat_t)
-	if !ok || !st.Mode().IsRegular() || st.Size() != e.Size || st.Mode().Perm()&0o022 != 0 {
+	if !ok || !st.Mode().IsRegular() || st.Size() != e.Size || st.Mode().Perm() != 0o755 {
 		return false
 	}
 	return sys.Uid == uint32(os.Geteuid()) || sys.Uid == 0

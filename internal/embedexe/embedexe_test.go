@@ -95,6 +95,7 @@ func TestPublishReplacesUntrusted(t *testing.T) {
 		{"truncated", raw[:100], 0o755},
 		{"group-writable", raw, 0o775},
 		{"world-writable", raw, 0o757},
+		{"not executable", raw, 0o644},
 	} {
 		dir := t.TempDir()
 		p := filepath.Join(dir, e.Digest)
