@@ -87,6 +87,15 @@ func TestLeanRegistryHelp(t *testing.T) {
 	if msg := c.fail(2, "registry", "serve", "--no-such-flag"); msg != "imgtool: unknown flag: --no-such-flag" {
 		t.Errorf("unknown flag: %q", msg)
 	}
+	// The full imgtool is published under the root the command line
+	// names, wherever --root is on it (the last one counts, as in pflag).
+	other, unused := t.TempDir(), t.TempDir()
+	c.ok("registry", "--root", unused, "user", "--help", "--root="+other)
+	for dir, want := range map[string]int{c.root: 1, other: 1, unused: 0} {
+		if m, _ := filepath.Glob(filepath.Join(dir, "cache", "registry-exe", "*")); len(m) != want {
+			t.Errorf("%s: %v, want %d published", dir, m, want)
+		}
+	}
 }
 
 // TestLeanRegistryReadOnlyRoot: when the data root cannot take the full

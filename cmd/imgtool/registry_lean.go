@@ -3,10 +3,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/imgtool/imgtool/internal/embedexe"
 	"github.com/spf13/cobra"
@@ -24,10 +27,17 @@ var registryExe = embedexe.Exe{Name: "imgtool-registry"}
 // it hands the whole command line, help and completion included, to the
 // full imgtool, which parses it, prints and exits as it always did.
 func newRegistryCmd(o *globalOptions) *cobra.Command {
-	execFull := func() error {
+	execFull := func(ctx context.Context) error {
 		dirs := []string{filepath.Join(rootFromArgs(os.Args[1:], o.root), "cache", "registry-exe")}
 		if cache, err := os.UserCacheDir(); err == nil {
 			dirs = append(dirs, filepath.Join(cache, "imgtool", "registry-exe"))
+		}
+		// A SIGTERM or SIGINT from here on kills this process as it would
+		// the full imgtool before it starts listening; one that came
+		// before was caught by main and is not lost.
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
+		if ctx != nil && ctx.Err() != nil {
+			return fmt.Errorf("registry: %w", ctx.Err())
 		}
 		err := registryExe.Exec(dirs, os.Args, os.Environ())
 		if !registryExe.Valid() {
@@ -39,14 +49,14 @@ func newRegistryCmd(o *globalOptions) *cobra.Command {
 		Use:                "registry",
 		Short:              "Run an OCI distribution registry",
 		DisableFlagParsing: true,
-		RunE:               func(*cobra.Command, []string) error { return execFull() },
-		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-			execFull()
+		RunE:               func(c *cobra.Command, _ []string) error { return execFull(c.Context()) },
+		ValidArgsFunction: func(c *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+			execFull(c.Context())
 			return nil, cobra.ShellCompDirectiveError
 		},
 	}
 	cmd.SetHelpFunc(func(c *cobra.Command, _ []string) {
-		fmt.Fprintf(c.ErrOrStderr(), "imgtool: %v\n", execFull())
+		fmt.Fprintf(c.ErrOrStderr(), "imgtool: %v\n", execFull(c.Context()))
 		os.Exit(1)
 	})
 	return cmd
