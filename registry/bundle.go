@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/imgtool/imgtool/internal/bundlename"
 	"github.com/imgtool/imgtool/manifest"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -250,20 +251,7 @@ func entryName(d ocispec.Descriptor, opts ImportOptions) (bundleImage, error) {
 }
 
 // BundleRepository is the repository an image saved as ref goes to in a
-// registry it is imported or copied into: its repository path without
-// its registry host ("quay.io/org/app:1" goes to "org/app",
-// "docker.io/library/busybox" to "library/busybox"), as containerd asks a
-// mirror for it; scoped, the host is kept as the first component
-// ("quay.io/org/app", with a port's ":" spelled "_"), so that images of
-// several registries cannot collide.
+// registry it is imported into (see bundlename.Repository).
 func BundleRepository(ref name.Reference, scoped bool) string {
-	repo := ref.Context().RepositoryStr()
-	if !scoped {
-		return repo
-	}
-	host := ref.Context().RegistryStr()
-	if host == name.DefaultRegistry {
-		host = "docker.io"
-	}
-	return strings.ReplaceAll(host, ":", "_") + "/" + repo
+	return bundlename.Repository(ref, scoped)
 }

@@ -1,10 +1,17 @@
 #!/bin/sh
 # scripts/build.sh OUT [VERSION]: builds imgtool as `make build` does, a
-# static binary with the container init (internal/cmd/runner-init)
-# embedded, so that `imgtool run` starts a 2 MB init instead of imgtool
-# again. The init and a generated Go file that embeds it reach the
+# static binary in two layers:
+#  - the container init (internal/cmd/runner-init) is embedded, so that
+#    `imgtool run` starts a 2 MB init instead of imgtool again;
+#  - the binary is lean (-tags imgtool_lean): it does not link the
+#    registry, whose packages (distribution's storage drivers, the AWS
+#    SDK, prometheus, otel, grpc) cost every process ~12 ms of init. The
+#    full imgtool, built without the tag, rides along zstd-compressed and
+#    `imgtool registry ...` becomes it (see internal/embedexe).
+# The embedded files and the generated Go files that embed them reach the
 # package through `go build -overlay`, so nothing is written into the
-# source tree and concurrent builds do not race.
+# source tree and concurrent builds do not race. A plain
+# `go build ./cmd/imgtool` gives the full binary without the init.
 set -eu
 out=$1
 version=${2:-dev}
@@ -13,9 +20,15 @@ case $out in /*) ;; *) out=$(pwd)/$out ;; esac
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+ldflags="-s -w -X main.version=$version"
 CGO_ENABLED=0 $GO build -trimpath -ldflags '-s -w' -o "$tmp/runner-init" ./internal/cmd/runner-init
-digest=$(sha256sum "$tmp/runner-init" | cut -d' ' -f1)
-cat >"$tmp/embed.go" <<EOF
+CGO_ENABLED=0 $GO build -trimpath -ldflags "$ldflags" -o "$tmp/imgtool-full" ./cmd/imgtool
+$GO build -o "$tmp/zstdpack" ./internal/cmd/zstdpack
+"$tmp/zstdpack" "$tmp/imgtool-full" "$tmp/registry-exe.zst"
+init_digest=$(sha256sum "$tmp/runner-init" | cut -d' ' -f1)
+full_digest=$(sha256sum "$tmp/imgtool-full" | cut -d' ' -f1)
+full_size=$(wc -c <"$tmp/imgtool-full" | tr -d ' ')
+cat >"$tmp/embed.go" <<GO
 package main
 
 import _ "embed"
@@ -23,9 +36,25 @@ import _ "embed"
 //go:embed runner-init
 var embeddedRunnerInit []byte
 
-func init() { runnerInit.exe, runnerInit.digest = embeddedRunnerInit, "$digest" }
-EOF
+func init() { runnerInit.exe, runnerInit.digest = embeddedRunnerInit, "$init_digest" }
+GO
+cat >"$tmp/embed_registry.go" <<GO
+//go:build imgtool_lean
+
+package main
+
+import _ "embed"
+
+//go:embed registry-exe.zst
+var embeddedRegistryExe []byte
+
+func init() {
+	registryExe.Zstd, registryExe.Digest, registryExe.Size = embeddedRegistryExe, "$full_digest", $full_size
+}
+GO
 pkg=$(pwd)/cmd/imgtool
-printf '{"Replace":{"%s":"%s","%s":"%s"}}\n' \
-	"$pkg/zz_runner_init.go" "$tmp/embed.go" "$pkg/runner-init" "$tmp/runner-init" >"$tmp/overlay.json"
-CGO_ENABLED=0 $GO build -overlay "$tmp/overlay.json" -trimpath -ldflags "-s -w -X main.version=$version" -o "$out" ./cmd/imgtool
+printf '{"Replace":{"%s":"%s","%s":"%s","%s":"%s","%s":"%s"}}\n' \
+	"$pkg/zz_runner_init.go" "$tmp/embed.go" "$pkg/runner-init" "$tmp/runner-init" \
+	"$pkg/zz_registry_exe.go" "$tmp/embed_registry.go" "$pkg/registry-exe.zst" "$tmp/registry-exe.zst" \
+	>"$tmp/overlay.json"
+CGO_ENABLED=0 $GO build -overlay "$tmp/overlay.json" -tags imgtool_lean -trimpath -ldflags "$ldflags" -o "$out" ./cmd/imgtool

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/imgtool/imgtool/registry"
+	"github.com/imgtool/imgtool/internal/bundlename"
 	"github.com/imgtool/imgtool/store"
 	"github.com/imgtool/imgtool/store/transport"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -53,7 +53,7 @@ func rootedName(root string, im store.Image, scoped bool) (string, error) {
 	if _, ok := ref.(name.Digest); ok {
 		sep = "@"
 	}
-	return root + "/" + registry.BundleRepository(ref, scoped) + sep + ref.Identifier(), nil
+	return root + "/" + bundlename.Repository(ref, scoped) + sep + ref.Identifier(), nil
 }
 
 // rootedNames names every image under root, refusing two different

@@ -47,7 +47,7 @@ type transferJob struct {
 	// verb is what the summary line says was done.
 	verb string
 	// scoped keeps source registry hosts in repository paths when the
-	// destination is a registry root (registry.BundleRepository).
+	// destination is a registry root (bundlename.Repository).
 	scoped bool
 }
 

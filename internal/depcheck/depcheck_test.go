@@ -22,7 +22,7 @@ var allowed = map[string][]string{
 	"store/transport": {"manifest", "store"},
 	"unpack":          {"manifest", "store", "internal/rootlesscontainers", "internal/compression", "internal/flock"},
 	"build":           {"manifest", "layer", "store", "store/transport", "unpack", "runner", "internal/rootlesscontainers", "internal/compression", "internal/flock"},
-	"registry":        {"manifest"},
+	"registry":        {"manifest", "internal/bundlename"},
 }
 
 // forbiddenStd lists standard packages a package must not use: manifest
