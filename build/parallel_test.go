@@ -1,0 +1,146 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imgtool/imgtool/store"
+)
+
+// rendezvous is a Dockerfile whose stages a and b each leave a marker in
+// a cache mount they share and wait (at most WAIT tenths of a second)
+// for the other's: it builds only when a and b run at the same time.
+const rendezvous = `FROM base:1 AS a
+ARG WAIT
+RUN --mount=type=cache,id=meet,target=/meet touch /meet/a; i=0; while [ ! -e /meet/b ]; do i=$((i+1)); [ $i -le $WAIT ] || { echo a waited for b in vain; exit 7; }; sleep 0.1; done; echo a > /a
+
+FROM base:1 AS b
+ARG WAIT
+RUN --mount=type=cache,id=meet,target=/meet touch /meet/b; i=0; while [ ! -e /meet/a ]; do i=$((i+1)); [ $i -le $WAIT ] || { echo b waited for a in vain; exit 7; }; sleep 0.1; done; echo b > /b
+
+FROM base:1
+COPY --from=a /a /a
+COPY --from=b /b /b
+`
+
+func parallelBuild(t *testing.T, s *store.Store, jobs int, dockerfile string, mod func(*Request)) (Result, string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	b := &Builder{Store: s, Executor: unshareExecutor{}, TempDir: filepath.Join(t.TempDir(), "tmp"), Progress: &out, Jobs: jobs}
+	req := Request{ContextDir: t.TempDir(), Dockerfile: []byte(dockerfile)}
+	if mod != nil {
+		mod(&req)
+	}
+	res, err := b.Build(context.Background(), req)
+	return res, out.String(), err
+}
+
+// TestStagesRunConcurrently: two stages that need each other's RUN to be
+// running at once build with two jobs (and not with one, the bound), and
+// their progress stays whole "#N" lines.
+func TestStagesRunConcurrently(t *testing.T) {
+	s := baseStore(t)
+	wait := func(n string) func(*Request) {
+		return func(r *Request) { r.BuildArgs = map[string]string{"WAIT": n} }
+	}
+	res, out, err := parallelBuild(t, s, 2, rendezvous, wait("600"))
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	if f := layerFiles(t, s, res, -2)["a"]; f.data != "a\n" {
+		t.Errorf("a: %q", f.data)
+	}
+	if f := layerFiles(t, s, res, -1)["b"]; f.data != "b\n" {
+		t.Errorf("b: %q", f.data)
+	}
+	line := regexp.MustCompile(`^#\d+ (\[|DONE |CACHED$|ERROR: |\d+\.\d{3} |context: )`)
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if !line.MatchString(l) {
+			t.Errorf("progress line %q is not a whole step line\n%s", l, out)
+		}
+	}
+	// One job at a time: each waits in vain for the other.
+	if _, out, err := parallelBuild(t, s, 1, rendezvous, wait("10")); err == nil || !strings.Contains(err.Error(), "exit code: 7") {
+		t.Errorf("with one job: %v\n%s", err, out)
+	}
+}
+
+// TestParallelStagesReproducible: with SOURCE_DATE_EPOCH, whatever order
+// the independent stages ran in, the image is the same.
+func TestParallelStagesReproducible(t *testing.T) {
+	s := baseStore(t)
+	ctxDir := t.TempDir()
+	mustWrite(t, filepath.Join(ctxDir, "f.txt"), "context file\n")
+	const dockerfile = `FROM base:1 AS slow
+RUN i=0; while [ $i -lt 200 ]; do echo $i > /s$i; i=$((i+1)); done
+FROM base:1 AS fast
+COPY f.txt /f.txt
+RUN echo fast > /fast
+FROM base:1 AS mid
+COPY --from=fast /f.txt /m.txt
+FROM base:1
+COPY --from=slow /s1 /s199 /out/
+COPY --from=fast /fast /out/
+COPY --from=mid /m.txt /out/
+RUN cat /out/* > /all
+`
+	epoch := time.Unix(1700000000, 0).UTC()
+	var first string
+	for i := range 4 {
+		var out bytes.Buffer
+		b := &Builder{Store: s, Executor: unshareExecutor{}, TempDir: filepath.Join(t.TempDir(), "tmp"), Progress: &out, Jobs: 1 + i%3}
+		res, err := b.Build(context.Background(), Request{ContextDir: ctxDir, Dockerfile: []byte(dockerfile), SourceDateEpoch: &epoch})
+		if err != nil {
+			t.Fatalf("build %d: %v\n%s", i, err, out.String())
+		}
+		if d := res.Manifest.Digest.String(); first == "" {
+			first = d
+		} else if d != first {
+			t.Fatalf("build %d (%d jobs) gave %s, the first %s", i, b.Jobs, d, first)
+		}
+	}
+}
+
+// TestParallelFirstErrorWins: when a stage fails, the stage building
+// beside it is cancelled and the build reports the failure, not the
+// cancellation.
+func TestParallelFirstErrorWins(t *testing.T) {
+	s := baseStore(t)
+	_, out, err := parallelBuild(t, s, 2, `FROM base:1 AS waits
+RUN i=0; while [ $i -lt 600 ]; do i=$((i+1)); sleep 0.1; done
+FROM base:1 AS fails
+RUN echo broken >&2; exit 3
+FROM base:1
+COPY --from=waits /etc/passwd /a
+COPY --from=fails /etc/passwd /b
+`, nil)
+	if err == nil {
+		t.Fatalf("build succeeded\n%s", out)
+	}
+	if !strings.Contains(err.Error(), "exit code: 3") || !strings.Contains(err.Error(), "Dockerfile:4") {
+		t.Errorf("error %q is not the failing stage's", err)
+	}
+}
+
+// TestStageCycleAtRunTime: a cycle that shows only when a stage runs
+// (through its base image's ONBUILD COPY --from) is an error, not a
+// build that waits for ever.
+func TestStageCycleAtRunTime(t *testing.T) {
+	s := baseStore(t)
+	parent := mustBuild(t, s, t.TempDir(), "FROM base:1\nONBUILD COPY --from=b /etc/passwd /x\n")
+	if err := s.Set(context.Background(), "parent:1", parent.Manifest); err != nil {
+		t.Fatal(err)
+	}
+	_, out, err := parallelBuild(t, s, 2, `FROM parent:1 AS a
+FROM base:1 AS b
+COPY --from=a /etc/passwd /y
+`, nil)
+	if err == nil || !strings.Contains(err.Error(), "stage a depends on itself") {
+		t.Errorf("got %v\n%s", err, out)
+	}
+}
