@@ -145,6 +145,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (Result, error) {
 		rootless: os.Geteuid() != 0,
 		progress: &progress{w: b.Progress},
 		images:   map[string]*lazy[*source]{},
+		bases:    map[string]*lazy[*baseImage]{},
 		usedArgs: map[string]bool{},
 	}
 	if r.progress.w == nil {
@@ -194,12 +195,13 @@ type buildRun struct {
 
 	// mu guards what the stages, building at once, share (parallel.go).
 	mu       sync.Mutex
-	futures  []*stageFuture            // by stage index
-	waiting  map[int]int               // stage → the stage it waits for, to catch cycles
-	images   map[string]*lazy[*source] // images COPY --from names
-	usedArgs map[string]bool           // --build-args some ARG consumed
-	touched  []touched                 // the records this build used or made, for --cache-to
-	ran      int                       // steps run, not cached
+	futures  []*stageFuture               // by stage index
+	waiting  map[int]int                  // stage → the stage it waits for, to catch cycles
+	images   map[string]*lazy[*source]    // images COPY --from names
+	bases    map[string]*lazy[*baseImage] // images FROM or COPY --from names, resolved (or pulled) once
+	usedArgs map[string]bool              // --build-args some ARG consumed
+	touched  []touched                    // the records this build used or made, for --cache-to
+	ran      int                          // steps run, not cached
 }
 
 func (r *buildRun) build(ctx context.Context) (Result, error) {

@@ -77,7 +77,7 @@ func (r *buildRun) fromSource(ctx context.Context, name string, self int) (*sour
 // imageSource is the source of the image name, unpacked when first read.
 func (r *buildRun) imageSource(ctx context.Context, name string) (*source, error) {
 	step := r.progress.start("[internal] load image " + name)
-	im, err := r.baseImage(ctx, name, step)
+	im, err := r.sharedBase(ctx, name, step)
 	if err != nil {
 		err = fmt.Errorf("--from=%s is neither a stage of %s nor an image: %w", name, r.plan.file, err)
 		step.done(err)

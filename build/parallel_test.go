@@ -3,9 +3,11 @@ package build
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,5 +144,54 @@ COPY --from=a /etc/passwd /y
 `, nil)
 	if err == nil || !strings.Contains(err.Error(), "stage a depends on itself") {
 		t.Errorf("got %v\n%s", err, out)
+	}
+}
+
+// TestParallelStagesShareBase: stages building at once FROM (and COPY
+// --from) one image pull it once, even with --pull, and what one stage sets in its
+// config does not reach the other.
+func TestParallelStagesShareBase(t *testing.T) {
+	s := baseStore(t)
+	ctx := context.Background()
+	base, err := s.Resolve(ctx, "base:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pulls atomic.Int32
+	var out bytes.Buffer
+	b := &Builder{Store: s, Executor: unshareExecutor{}, TempDir: filepath.Join(t.TempDir(), "tmp"), Progress: &out, Jobs: 3,
+		Pull: func(ctx context.Context, ref string) error {
+			pulls.Add(1)
+			if ref != "remote:1" && ref != "base:1" {
+				return fmt.Errorf("no image %s", ref)
+			}
+			return s.Set(ctx, ref, base.Descriptor)
+		}}
+	res, err := b.Build(ctx, Request{ContextDir: t.TempDir(), Dockerfile: []byte(`FROM remote:1 AS a
+ENV ONLY_A=1
+LABEL stage=a
+RUN echo "a:$ONLY_B" > /a
+FROM remote:1 AS b
+ENV ONLY_B=1
+RUN echo "b:$ONLY_A" > /b
+FROM base:1
+COPY --from=a /a /a
+COPY --from=b /b /b
+COPY --from=remote:1 /etc/group /group
+`), PullAlways: true})
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out.String())
+	}
+	if n := pulls.Load(); n != 2 {
+		t.Errorf("%d pulls, want one of remote:1 and one of base:1\n%s", n, out.String())
+	}
+	if f := imageFile(t, s, res, "a"); f.data != "a:\n" {
+		t.Errorf("a saw b's ENV: %q", f.data)
+	}
+	if f := imageFile(t, s, res, "b"); f.data != "b:\n" {
+		t.Errorf("b saw a's ENV: %q", f.data)
+	}
+	if img := imageConfig(t, s, res); img.Config.Labels["stage"] != "" {
+		t.Errorf("a's label reached the image: %v", img.Config.Labels)
 	}
 }

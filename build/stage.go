@@ -145,8 +145,9 @@ func (s *stageRun) from(ctx context.Context, base, fromLine string) ([]instructi
 		}
 	default:
 		var im *baseImage
-		if im, err = r.baseImage(ctx, base, step); err == nil {
-			s.img, s.layers = im.img, im.layers
+		if im, err = r.sharedBase(ctx, base, step); err == nil {
+			// Other stages FROM the same image share im.
+			s.img, s.layers = cloneImage(im.img), slices.Clip(im.layers)
 			s.key, err = chainKey("", "image", im.digest)
 		}
 	}
