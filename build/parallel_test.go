@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/imgtool/imgtool/store"
+	"github.com/imgtool/imgtool/unpack"
 )
 
 // rendezvous is a Dockerfile whose stages a and b each leave a marker in
@@ -92,10 +94,15 @@ COPY --from=mid /m.txt /out/
 RUN cat /out/* > /all
 `
 	epoch := time.Unix(1700000000, 0).UTC()
+	// The stages unpack base:1 from one unpack cache, at once.
+	uc, err := unpack.OpenCache(context.Background(), filepath.Join(t.TempDir(), "unpack"), unpack.Options{Rootless: os.Geteuid() != 0})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var first string
 	for i := range 4 {
 		var out bytes.Buffer
-		b := &Builder{Store: s, Executor: unshareExecutor{}, TempDir: filepath.Join(t.TempDir(), "tmp"), Progress: &out, Jobs: 1 + i%3}
+		b := &Builder{Store: s, Executor: unshareExecutor{}, TempDir: filepath.Join(t.TempDir(), "tmp"), Progress: &out, Jobs: 1 + i%3, Unpack: uc}
 		res, err := b.Build(context.Background(), Request{ContextDir: ctxDir, Dockerfile: []byte(dockerfile), SourceDateEpoch: &epoch})
 		if err != nil {
 			t.Fatalf("build %d: %v\n%s", i, err, out.String())
