@@ -75,12 +75,17 @@ func TestStagesRunConcurrently(t *testing.T) {
 }
 
 // TestParallelStagesReproducible: with SOURCE_DATE_EPOCH, whatever order
-// the independent stages ran in, the image is the same.
+// the independent stages ran in (and with one to three at once), the
+// image is the same.
 func TestParallelStagesReproducible(t *testing.T) {
 	s := baseStore(t)
 	ctxDir := t.TempDir()
 	mustWrite(t, filepath.Join(ctxDir, "f.txt"), "context file\n")
+	for i := range 50 {
+		mustWrite(t, filepath.Join(ctxDir, "dir", fmt.Sprint(i)), fmt.Sprint(i))
+	}
 	const dockerfile = `FROM base:1 AS slow
+COPY . /ctx/
 RUN i=0; while [ $i -lt 200 ]; do echo $i > /s$i; i=$((i+1)); done
 FROM base:1 AS fast
 COPY f.txt /f.txt
@@ -102,7 +107,13 @@ RUN cat /out/* > /all
 	var first string
 	for i := range 4 {
 		var out bytes.Buffer
-		b := &Builder{Store: s, Executor: unshareExecutor{}, TempDir: filepath.Join(t.TempDir(), "tmp"), Progress: &out, Jobs: 1 + i%3, Unpack: uc}
+		// A new step cache each time, so that every step runs; both
+		// stages key their COPY through its file digests at once.
+		cache, err := OpenCache(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := &Builder{Store: s, Executor: unshareExecutor{}, TempDir: filepath.Join(t.TempDir(), "tmp"), Progress: &out, Jobs: 1 + i%3, Unpack: uc, Cache: cache}
 		res, err := b.Build(context.Background(), Request{ContextDir: ctxDir, Dockerfile: []byte(dockerfile), SourceDateEpoch: &epoch})
 		if err != nil {
 			t.Fatalf("build %d: %v\n%s", i, err, out.String())
