@@ -87,7 +87,9 @@ func (r *buildRun) declare(scope *argScope, c *instructions.ArgCommand, global *
 	for _, kv := range c.Args {
 		v := kv.Value
 		if ba, ok := r.req.BuildArgs[kv.Key]; ok {
+			r.mu.Lock()
 			r.usedArgs[kv.Key] = true
+			r.mu.Unlock()
 			v = &ba
 		} else if v == nil && global != nil {
 			if gv, ok := global.get(kv.Key); ok {

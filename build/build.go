@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/imgtool/imgtool/layer"
@@ -46,6 +47,9 @@ type Builder struct {
 	// from (a copy of its entry), so that a base image is unpacked once
 	// for every build; nil unpacks each build's layers itself.
 	Unpack *unpack.Cache
+	// Jobs bounds how many stages build at once (0: one a core, at
+	// least two).
+	Jobs int
 	// treeCopy makes every COPY write through the stage's tree, never
 	// streamed (copystream.go), for tests that compare the two.
 	treeCopy bool
@@ -140,8 +144,8 @@ func (b *Builder) Build(ctx context.Context, req Request) (Result, error) {
 		b: b, req: req, plan: p, context: bctx, tmp: tmp,
 		rootless: os.Geteuid() != 0,
 		progress: &progress{w: b.Progress},
-		stages:   make([]*stageResult, len(p.stages)),
-		images:   map[string]*source{},
+		images:   map[string]*lazy[*source]{},
+		bases:    map[string]*lazy[*baseImage]{},
 		usedArgs: map[string]bool{},
 	}
 	if r.progress.w == nil {
@@ -180,19 +184,24 @@ type buildRun struct {
 	// hashBatch, for tests, is how many file keys are written at once
 	// (0: maxPendingKeys).
 	hashBatch int
-	meta      *argScope          // ARGs before the first FROM
-	target    int                // the stage to build
-	stages    []*stageResult     // by index; nil until built
-	building  []bool             // stages in progress, to catch cycles
-	images    map[string]*source // images COPY --from unpacked
-	usedArgs  map[string]bool    // --build-args some ARG consumed
-	stat      *statCache         // digests of the context's files
+	meta      *argScope  // ARGs before the first FROM
+	target    int        // the stage to build
+	stat      *statCache // digests of the context's files
 	// remote holds the records --cache-from loaded; fetchFrom says which
-	// registry holds each of their layers.
+	// registry holds each of their layers. Both are only read once the
+	// stages start.
 	remote    map[digest.Digest]Record
 	fetchFrom map[digest.Digest]CacheSource
-	touched   []touched // the records this build used or made, for --cache-to
-	ran       int       // steps run, not cached
+
+	// mu guards what the stages, building at once, share (parallel.go).
+	mu       sync.Mutex
+	futures  []*stageFuture               // by stage index
+	waiting  map[int]int                  // stage → the stage it waits for, to catch cycles
+	images   map[string]*lazy[*source]    // images COPY --from names
+	bases    map[string]*lazy[*baseImage] // images FROM or COPY --from names, resolved (or pulled) once
+	usedArgs map[string]bool              // --build-args some ARG consumed
+	touched  []touched                    // the records this build used or made, for --cache-to
+	ran      int                          // steps run, not cached
 }
 
 func (r *buildRun) build(ctx context.Context) (Result, error) {
@@ -203,37 +212,22 @@ func (r *buildRun) build(ctx context.Context) (Result, error) {
 	if r.target, err = r.plan.target(r.req.Target); err != nil {
 		return Result{}, err
 	}
-	order, err := r.plan.needed(r.target, r.meta.expander(r.plan.escape))
+	expand := r.meta.expander(r.plan.escape)
+	order, err := r.plan.needed(r.target, expand)
 	if err != nil {
 		return Result{}, err
 	}
-	r.building = make([]bool, len(r.plan.stages))
+	// Before any stage runs: running expands the instructions in place.
+	deps := make([][]int, len(r.plan.stages))
 	for _, i := range order {
-		if _, err := r.stage(ctx, i); err != nil {
-			return Result{}, err
-		}
+		deps[i] = r.plan.deps(i, expand)
+	}
+	if err := r.buildStages(ctx, order, deps); err != nil {
+		return Result{}, err
 	}
 	r.warnUnusedArgs()
-	t := r.stages[r.target]
+	t := r.futures[r.target].res
 	return Result{Manifest: t.desc, Config: t.config, Ran: r.ran}, nil
-}
-
-// stage builds stage i unless it is built, and returns it.
-func (r *buildRun) stage(ctx context.Context, i int) (*stageResult, error) {
-	if s := r.stages[i]; s != nil {
-		return s, nil
-	}
-	if r.building[i] {
-		return nil, fmt.Errorf("%s: stage %s depends on itself", r.plan.file, stageLabel(r.plan.stages[i], i))
-	}
-	r.building[i] = true
-	defer func() { r.building[i] = false }()
-	s, err := r.runStage(ctx, i)
-	if err != nil {
-		return nil, err
-	}
-	r.stages[i] = s
-	return s, nil
 }
 
 // warnUnusedArgs says which --build-args no ARG consumed, as docker does.

@@ -57,6 +57,7 @@ type fileHasher struct {
 	src      *source
 	excludes *patternmatcher.PatternMatcher
 	stat     *statCache
+	counts   *fileCounts
 	enc      *json.Encoder
 	links    map[[2]uint64]string
 	// pending are keys not written yet, in order; jobs the files among
@@ -69,13 +70,14 @@ type fileHasher struct {
 // filesDigest digests the entries the sources srcs of src name. It needs
 // src's tree: only the build context is hashed; stages and images are
 // known by their key.
-func (r *buildRun) filesDigest(ctx context.Context, src *source, srcs []string, excludes []string) (digest.Digest, error) {
+// The files looked at and read are added to fc (nil: not counted).
+func (r *buildRun) filesDigest(ctx context.Context, fc *fileCounts, src *source, srcs []string, excludes []string) (digest.Digest, error) {
 	excl, err := newExcludes(excludes)
 	if err != nil {
 		return "", err
 	}
 	h := sha256.New()
-	fh := &fileHasher{ctx: ctx, src: src, excludes: excl, stat: r.stat, enc: json.NewEncoder(h), links: map[[2]uint64]string{}, batch: r.hashBatch}
+	fh := &fileHasher{ctx: ctx, src: src, excludes: excl, stat: r.stat, counts: fc, enc: json.NewEncoder(h), links: map[[2]uint64]string{}, batch: r.hashBatch}
 	for _, s := range srcs {
 		paths, err := src.match(s)
 		if err != nil {
@@ -177,6 +179,7 @@ func (fh *fileHasher) entry(host, p string, st *unix.Stat_t) error {
 			fh.links[id] = p
 		}
 		rel := fh.src.t.rel(host)
+		fh.counts.add(1, 0, 0)
 		if d, ok := fh.stat.lookup(rel, st); ok {
 			k.Digest = d
 			break
@@ -233,7 +236,7 @@ func (s *stageRun) runKey(ctx context.Context, c *instructions.RunCommand) (dige
 				mk.FromKey = src.key
 			} else {
 				var err error
-				if mk.Files, err = s.r.filesDigest(ctx, src, []string{m.Source}, nil); err != nil {
+				if mk.Files, err = s.r.filesDigest(ctx, &s.files, src, []string{m.Source}, nil); err != nil {
 					return "", err
 				}
 			}
@@ -263,7 +266,7 @@ func (s *stageRun) copyKey(ctx context.Context, c instructions.Command, from *so
 		}
 		local = append(local, src)
 	}
-	files, err := s.r.filesDigest(ctx, from, local, excludes)
+	files, err := s.r.filesDigest(ctx, &s.files, from, local, excludes)
 	if err != nil {
 		return "", false, err
 	}

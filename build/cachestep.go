@@ -30,12 +30,12 @@ func (s *stageRun) step(ctx context.Context, c instructions.Command, st *step) (
 	if !changesFiles(c) {
 		return s.configStep(c)
 	}
-	checked, hashed, read := s.r.stat.counts()
+	checked, hashed, read := s.files.get()
 	key, cacheable, err := s.fileStepKey(ctx, c)
 	if err != nil {
 		return false, err
 	}
-	if c2, h2, r2 := s.r.stat.counts(); c2 > checked && st != nil {
+	if c2, h2, r2 := s.files.get(); c2 > checked && st != nil {
 		// What a no-change rebuild should show: nothing read.
 		st.logf("context: %d files checked, %d read (%s)", c2-checked, h2-hashed, humanBytes(r2-read))
 	}
@@ -45,7 +45,9 @@ func (s *stageRun) step(ctx context.Context, c instructions.Command, st *step) (
 		}
 	}
 	start := time.Now().UTC()
+	s.r.mu.Lock()
 	s.r.ran++
+	s.r.mu.Unlock()
 	if _, err := s.tree(ctx); err != nil {
 		return false, err
 	}
@@ -179,7 +181,9 @@ func (s *stageRun) reuse(ctx context.Context, rec Record) error {
 func (s *stageRun) record(rec Record) error {
 	s.times = append(s.times, rec.Created)
 	s.key = rec.Key
+	s.r.mu.Lock()
 	s.r.touched = append(s.r.touched, touched{Record: rec, stage: s.idx})
+	s.r.mu.Unlock()
 	if s.r.b.Cache == nil {
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -28,10 +29,15 @@ type source struct {
 	// load makes t when it is first needed: a stage or image whose steps
 	// were all cached is only unpacked when a step that reads it runs.
 	load func(ctx context.Context) (*tree, error)
+	mu   sync.Mutex // guards t while load makes it
 }
 
 // open makes the source's tree if it is not there yet.
 func (s *source) open(ctx context.Context) error {
+	// An image's source is shared by the stages that name it, which may
+	// open it at once.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.t != nil {
 		return nil
 	}

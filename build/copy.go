@@ -55,7 +55,7 @@ func (r *buildRun) fromSource(ctx context.Context, name string, self int) (*sour
 		if j == self {
 			return nil, fmt.Errorf("--from=%s names the stage it is in", name)
 		}
-		st, err := r.stage(ctx, j)
+		st, err := r.stage(ctx, self, j)
 		if err != nil {
 			return nil, err
 		}
@@ -63,11 +63,21 @@ func (r *buildRun) fromSource(ctx context.Context, name string, self int) (*sour
 			return r.stageTree(ctx, st)
 		}}, nil
 	}
-	if src, ok := r.images[name]; ok {
-		return src, nil
+	// Stages that name one image share its source, made once.
+	r.mu.Lock()
+	l := r.images[name]
+	if l == nil {
+		l = &lazy[*source]{}
+		r.images[name] = l
 	}
+	r.mu.Unlock()
+	return l.get(func() (*source, error) { return r.imageSource(ctx, name) })
+}
+
+// imageSource is the source of the image name, unpacked when first read.
+func (r *buildRun) imageSource(ctx context.Context, name string) (*source, error) {
 	step := r.progress.start("[internal] load image " + name)
-	im, err := r.baseImage(ctx, name, step)
+	im, err := r.sharedBase(ctx, name, step)
 	if err != nil {
 		err = fmt.Errorf("--from=%s is neither a stage of %s nor an image: %w", name, r.plan.file, err)
 		step.done(err)
@@ -78,11 +88,9 @@ func (r *buildRun) fromSource(ctx context.Context, name string, self int) (*sour
 	if err != nil {
 		return nil, err
 	}
-	src := &source{what: "image " + name, key: key, load: func(ctx context.Context) (*tree, error) {
+	return &source{what: "image " + name, key: key, load: func(ctx context.Context) (*tree, error) {
 		return r.materialiseTree(ctx, "from-", im.layers)
-	}}
-	r.images[name] = src
-	return src, nil
+	}}, nil
 }
 
 // copy does a COPY or ADD into the stage's tree and makes a layer of

@@ -32,7 +32,7 @@ func TestFilesDigestBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := &buildRun{stat: sc, hashBatch: batch}
-		d, err := r.filesDigest(context.Background(), src, []string{"."}, nil)
+		d, err := r.filesDigest(context.Background(), nil, src, []string{"."}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

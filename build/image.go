@@ -31,6 +31,20 @@ type baseImage struct {
 	manifest ocispec.Manifest
 }
 
+// sharedBase is baseImage(ref), found (or pulled) once for all the
+// stages that name ref, which may ask at the same time; st is the step
+// of the first to ask. Its image is shared: a stage clones it.
+func (r *buildRun) sharedBase(ctx context.Context, ref string, st *step) (*baseImage, error) {
+	r.mu.Lock()
+	l := r.bases[ref]
+	if l == nil {
+		l = &lazy[*baseImage]{}
+		r.bases[ref] = l
+	}
+	r.mu.Unlock()
+	return l.get(func() (*baseImage, error) { return r.baseImage(ctx, ref, st) })
+}
+
 // baseImage finds ref in the store, pulling it when it is missing.
 func (r *buildRun) baseImage(ctx context.Context, ref string, st *step) (*baseImage, error) {
 	s := r.b.Store

@@ -33,6 +33,9 @@ func (s *stageRun) tree(ctx context.Context) (*tree, error) {
 // stageTree is a built stage's root filesystem, for COPY --from and
 // bind mounts: the one its steps ran in, or one made from its layers.
 func (r *buildRun) stageTree(ctx context.Context, st *stageResult) (*tree, error) {
+	// Stages building at once may read it together: it is made once.
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	if st.rootfs == nil {
 		t, err := r.materialiseTree(ctx, "stage-", st.layers)
 		if err != nil {

@@ -2,11 +2,13 @@ package build
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/imgtool/imgtool/manifest"
 	"github.com/imgtool/imgtool/store"
@@ -219,7 +221,11 @@ func (r *buildRun) exportTo(ctx context.Context, t CacheTarget) error {
 	var cfg cacheConfig
 	var layers []ocispec.Descriptor
 	seen, seenLayer := map[digest.Digest]bool{}, map[digest.Digest]bool{}
-	for _, tr := range r.touched {
+	// In stage order, whichever order the stages ran in, so that one
+	// build exports one cache.
+	trs := slices.Clone(r.touched)
+	slices.SortStableFunc(trs, func(a, b touched) int { return cmp.Compare(a.stage, b.stage) })
+	for _, tr := range trs {
 		if seen[tr.Key] || (!t.Max && !keep[tr.stage]) {
 			continue
 		}

@@ -3,8 +3,10 @@ package build
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/imgtool/imgtool/manifest"
@@ -24,6 +26,7 @@ type stageResult struct {
 	desc   ocispec.Descriptor // manifest
 	config ocispec.Descriptor
 	key    digest.Digest // the cache key of its last step
+	mu     sync.Mutex    // guards rootfs, which stages reading it may make
 	rootfs *tree         // nil until a step that reads it runs
 }
 
@@ -43,9 +46,13 @@ type stageRun struct {
 	// noCache: this stage looks nothing up (--no-cache, --no-cache-filter).
 	noCache bool
 	args    *argScope
-	cmdSet  bool                   // CMD set in this stage, which ENTRYPOINT must not clear
-	rest    []instructions.Command // the instructions after the one running
-	lex     *shell.Lex
+	// files counts the context's files this stage's keys looked at and
+	// read, for its progress (the stat cache's counts are the whole
+	// build's, which other stages add to at the same time).
+	files  fileCounts
+	cmdSet bool                   // CMD set in this stage, which ENTRYPOINT must not clear
+	rest   []instructions.Command // the instructions after the one running
+	lex    *shell.Lex
 }
 
 func stageLabel(s instructions.Stage, i int) string {
@@ -131,14 +138,16 @@ func (s *stageRun) from(ctx context.Context, base, fromLine string) ([]instructi
 		s.key, err = chainKey("", "scratch", manifest.FormatPlatform(r.req.Platform))
 	case isStage:
 		var prev *stageResult
-		if prev, err = r.stage(ctx, j); err == nil {
-			s.img, s.layers = cloneImage(prev.img), prev.layers
+		if prev, err = r.stage(ctx, s.idx, j); err == nil {
+			// Clipped: two stages FROM this one append to their own copies.
+			s.img, s.layers = cloneImage(prev.img), slices.Clip(prev.layers)
 			s.key, err = chainKey("", "stage", prev.key)
 		}
 	default:
 		var im *baseImage
-		if im, err = r.baseImage(ctx, base, step); err == nil {
-			s.img, s.layers = im.img, im.layers
+		if im, err = r.sharedBase(ctx, base, step); err == nil {
+			// Other stages FROM the same image share im.
+			s.img, s.layers = cloneImage(im.img), slices.Clip(im.layers)
 			s.key, err = chainKey("", "image", im.digest)
 		}
 	}

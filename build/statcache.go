@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -210,9 +211,22 @@ func (sc *statCache) save() error {
 	return nil
 }
 
-// counts returns the files looked at and read so far, and the bytes read.
-func (sc *statCache) counts() (checked, hashed int, read int64) {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	return sc.checked, sc.hashed, sc.read
+// fileCounts counts the files a stage's keys looked at and read, and
+// their bytes; the hashing workers add to it at once.
+type fileCounts struct {
+	checked, hashed, read atomic.Int64
+}
+
+// add adds to the counts; a nil fileCounts counts nothing.
+func (fc *fileCounts) add(checked, hashed, read int64) {
+	if fc == nil {
+		return
+	}
+	fc.checked.Add(checked)
+	fc.hashed.Add(hashed)
+	fc.read.Add(read)
+}
+
+func (fc *fileCounts) get() (checked, hashed, read int64) {
+	return fc.checked.Load(), fc.hashed.Load(), fc.read.Load()
 }
