@@ -31,13 +31,20 @@ package registry
 // wait out its markers and check again: restore the manifest's own
 // content, revision and referrer entry if they went (and check again
 // after that write), or, if a blob or child it references went, take the
-// manifest back and answer MANIFEST_BLOB_UNKNOWN.
+// manifest back and answer MANIFEST_BLOB_UNKNOWN. A PUT that fails in any
+// other way after its first write (storage error, client gone, the
+// check itself failing) takes the manifest back too: clients retry a
+// push by asking whether the tag exists (go-containerregistry does), so
+// a revision left by a failed PUT would count as pushed unchecked.
+// Waiting out markers considers only the runs in /_gc (not the done
+// record, nor a driver's temporary files there).
 //
 // The claim: when a collection finishes, every manifest revision that
 // exists names only blobs and child manifests that exist, unless it was
-// already broken before; and a manifest PUT answered 201 is such a
-// revision. Storage must be strongly consistent (the filesystem driver
-// is; S3 has been since 2020) and clocks agree to well within a minute.
+// already broken before (or a failed PUT could not take it back, which it
+// reports); and a manifest PUT answered 201 is such a revision. Storage
+// must be strongly consistent (the filesystem driver is; S3 has been
+// since 2020) and clocks agree to well within a minute.
 //
 // Proof. A collection G deletes digest x (a blob's content, or a
 // revision) only if x is in P1 and P2, so only after its marker on x was
@@ -49,9 +56,11 @@ package registry
 //   - If S2 saw M but S1 did not: M was written after S1 began, so after
 //     cutoff, so S2 kept M and marked what it names: contradiction.
 //   - Otherwise M was written by a PUT whose commit C came after S2
-//     listed M's repository, so after W. Let P be when that PUT began
-//     checking references. If x went before P, the check refused M (or,
-//     x being M's own content or revision, the commit wrote it again).
+//     listed M's repository, so after W. If that PUT failed, it took M
+//     back (whatever failed), so M exists only if some PUT answered 201;
+//     take that one. Let P be when it began checking references. If x
+//     went before P, the check refused M (or, x being M's own content or
+//     revision, the commit wrote it again).
 //     If x went after P: the PUT's check after C (at X) lists the runs;
 //     G's run exists from before W until G rewrites the "done" record
 //     after its last deletion, that record counts for markerStale, and
@@ -293,8 +302,8 @@ func (g *Registry) clearStaleRuns(ctx context.Context) error {
 		return fmt.Errorf("garbage collection: list runs: %w", err)
 	}
 	for _, run := range runs {
-		if run == gcDonePath() {
-			continue
+		if !isRunPath(run) {
+			continue // the done record, or a driver's temporary file
 		}
 		var newest time.Time
 		if err := g.walk(ctx, run, func(fi storagedriver.FileInfo) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -49,6 +50,15 @@ func markerPath(run string, d digest.Digest) string {
 // gcDonePath is rewritten by every collection after its last deletion.
 func gcDonePath() string { return path.Join(gcPath(), "done") }
 
+// isRunPath says whether p, an entry of gcPath, is a collection's run:
+// not the done record, nor a driver's temporary file of it (the
+// filesystem driver writes done.<uuid>.tmp and renames it). Run names
+// (newRunID) have no dot.
+func isRunPath(p string) bool {
+	run := path.Base(p)
+	return run != path.Base(gcDonePath()) && !strings.Contains(run, ".")
+}
+
 // settle waits until no collection holds a marker on any of ds, and says
 // whether a collection is running or finished less than markerStale ago:
 // then a deletion may have happened after the caller's last write, and
@@ -67,6 +77,12 @@ func (g *Registry) settle(ctx context.Context, ds []digest.Digest) (bool, error)
 		if e == gcDonePath() {
 			fi, err := g.driver.Stat(ctx, e)
 			active = active || err != nil || time.Since(fi.ModTime()) < markerStale
+			continue
+		}
+		if !isRunPath(e) {
+			// Not a run: a driver's temporary file, such as the
+			// filesystem driver's done.<uuid>.tmp while the record is
+			// rewritten. Looking for markers under it would fail.
 			continue
 		}
 		active = true
@@ -144,9 +160,10 @@ func (g *Registry) guardLink(ctx context.Context, name string, d digest.Digest, 
 // writes began at written): if a collection may have deleted something
 // of it or something it references since, it restores what it can (its
 // own content, revision and referrer entry) and, when a blob or child
-// manifest it references went, takes the manifest back and refuses it,
-// so that a 201 never answers a manifest with missing references.
-func (g *Registry) guardManifest(ctx context.Context, name string, desc ocispec.Descriptor, body []byte, m *manifestDoc, tags []string, written time.Time) error {
+// manifest it references went, refuses it. Whenever it returns an error
+// the caller takes the manifest back (putManifest), so that neither a
+// 201 nor a revision left behind by a failed PUT names missing blobs.
+func (g *Registry) guardManifest(ctx context.Context, name string, desc ocispec.Descriptor, body []byte, m *manifestDoc, written time.Time) error {
 	ds := append([]digest.Digest{desc.Digest}, m.references()...)
 	for range 5 {
 		active, err := g.settle(ctx, ds)
@@ -154,7 +171,7 @@ func (g *Registry) guardManifest(ctx context.Context, name string, desc ocispec.
 			return err
 		}
 		if err := g.checkReferences(ctx, name, m); err != nil {
-			return errors.Join(err, g.unstore(ctx, name, desc.Digest, m, tags))
+			return err
 		}
 		missing, err := g.storedWhole(ctx, name, desc.Digest, m)
 		if err != nil || !missing {
@@ -187,7 +204,11 @@ func (g *Registry) storedWhole(ctx context.Context, name string, d digest.Digest
 }
 
 // unstore takes back manifest d from name, with the tags this request
-// set on it: a collection deleted something it references.
+// set on it: a PUT that stored it and then failed, whether because a
+// collection deleted something it references or because it could not
+// make sure of that. A client that retries finds the manifest gone and
+// pushes it again, instead of taking a HEAD that finds it (by tag) for
+// a push that succeeded.
 func (g *Registry) unstore(ctx context.Context, name string, d digest.Digest, m *manifestDoc, tags []string) error {
 	var errs []error
 	del := func(p string) {

@@ -3,11 +3,13 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"path"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,4 +209,72 @@ func TestStaleMarkersDoNotBlockWriters(t *testing.T) {
 		t.Fatalf("stale run not cleared: %v", err)
 	}
 	c.pullable("r", d.String())
+}
+
+// TestPutManifestAmidDoneRecordRewrite is how a push "succeeded" with a
+// layer missing (TestRegistryGCWhileServing): a collection deleted the
+// layer right after the PUT's commit, and the PUT's check after it met
+// the filesystem driver's temporary file of the done record
+// (done.<uuid>.tmp), took it for a run, failed on it and left the
+// manifest in place; the client's retry then found the tag by HEAD and
+// skipped the push. The check must see through the temporary file and
+// refuse the manifest, leaving no tag behind.
+func TestPutManifestAmidDoneRecordRewrite(t *testing.T) {
+	root := t.TempDir()
+	drv := filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 10})
+	h := &hookDriver{StorageDriver: drv}
+	c := newClient(t, h, Options{})
+	raw, d, layer := c.imageManifest("r")
+	h.at = tagLinkPath("r", "v1")
+	collect, done := collector(t, drv, []digest.Digest{layer}, []string{path.Dir(blobDataPath(layer))}, false)
+	h.after = func() {
+		collect()
+		// What PutContent of the done record leaves there meanwhile.
+		tmp := filepath.Join(root, filepath.FromSlash(gcDonePath()+".0b5e2a1c.tmp"))
+		if err := os.WriteFile(tmp, []byte("x"), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	c.want(c.do("PUT", "/v2/r/manifests/v1", raw, "Content-Type", ocispec.MediaTypeImageManifest),
+		http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN")
+	<-done
+	c.want(c.do("HEAD", "/v2/r/manifests/v1", nil), http.StatusNotFound, "")
+	c.gone("r", d.String())
+	// A collection meeting the temporary file goes on too.
+	if _, err := New(drv, Options{}).GC(context.Background(), GCOptions{Grace: time.Hour}); err != nil {
+		t.Fatalf("gc with a temporary file in its directory: %v", err)
+	}
+}
+
+// failingList fails List under the collections' directory once armed.
+type failingList struct {
+	storagedriver.StorageDriver
+	armed atomic.Bool
+}
+
+func (f *failingList) List(ctx context.Context, p string) ([]string, error) {
+	if f.armed.Load() && p == gcPath() {
+		return nil, errors.New("storage unavailable")
+	}
+	return f.StorageDriver.List(ctx, p)
+}
+
+// TestPutManifestTakenBackWhenCheckFails: a PUT that cannot check what
+// it committed against collections (here the storage fails) answers an
+// error and takes the manifest back, so that a retry pushes it again
+// instead of finding it by tag unchecked.
+func TestPutManifestTakenBackWhenCheckFails(t *testing.T) {
+	f := &failingList{StorageDriver: inmemory.New()}
+	h := &hookDriver{StorageDriver: f}
+	c := newClient(t, h, Options{})
+	raw, d, _ := c.imageManifest("r")
+	h.at = tagLinkPath("r", "v1")
+	h.after = func() { f.armed.Store(true) }
+	c.want(c.do("PUT", "/v2/r/manifests/v1", raw, "Content-Type", ocispec.MediaTypeImageManifest),
+		http.StatusInternalServerError, "")
+	f.armed.Store(false)
+	c.want(c.do("HEAD", "/v2/r/manifests/v1", nil), http.StatusNotFound, "")
+	c.gone("r", d.String())
+	c.want(c.do("PUT", "/v2/r/manifests/v1", raw, "Content-Type", ocispec.MediaTypeImageManifest), http.StatusCreated, "")
+	c.pullable("r", "v1")
 }

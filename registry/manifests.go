@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -121,10 +122,10 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt route)
 	}
 	desc := ocispec.Descriptor{MediaType: m.MediaType, Digest: d, Size: int64(len(body))}
 	if err := g.storeManifest(ctx, rt.name, desc, body, m, tags); err != nil {
-		return err
+		return g.takeBack(ctx, rt.name, d, m, tags, err)
 	}
-	if err := g.guardManifest(ctx, rt.name, desc, body, m, tags, written); err != nil {
-		return err
+	if err := g.guardManifest(ctx, rt.name, desc, body, m, written); err != nil {
+		return g.takeBack(ctx, rt.name, d, m, tags, err)
 	}
 	h := w.Header()
 	h.Set("Location", "/v2/"+rt.name+"/manifests/"+d.String())
@@ -138,6 +139,14 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt route)
 	h.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
 	return nil
+}
+
+// takeBack answers a PUT that failed (err) after it began storing
+// manifest d: whatever it stored is taken back, even if the client has
+// gone, since nothing checked it against a collection that may have
+// deleted what it references (gc.go).
+func (g *Registry) takeBack(ctx context.Context, name string, d digest.Digest, m *manifestDoc, tags []string, err error) error {
+	return errors.Join(err, g.unstore(context.WithoutCancel(ctx), name, d, m, tags))
 }
 
 // putTarget checks the reference a manifest is pushed to, and any ?tag=
