@@ -33,7 +33,9 @@ package registry
 // after that write), or, if a blob or child it references went, take the
 // manifest back and answer MANIFEST_BLOB_UNKNOWN. A PUT that fails in any
 // other way after its first write (storage error, client gone, the
-// check itself failing) takes the manifest back too: clients retry a
+// check itself failing) takes back what it added (a revision or tags
+// that were there before the PUT stay, so that a failed re-push never
+// deletes an earlier push), since clients retry a
 // push by asking whether the tag exists (go-containerregistry does), so
 // a revision left by a failed PUT would count as pushed unchecked.
 // Waiting out markers considers only the runs in /_gc (not the done

@@ -210,15 +210,13 @@ func (g *Registry) storedWhole(ctx context.Context, name string, d digest.Digest
 // pushes it again, instead of taking a HEAD that finds it (by tag) for
 // a push that succeeded.
 func (g *Registry) unstore(ctx context.Context, name string, d digest.Digest, m *manifestDoc, tags []string) error {
+	if err := g.untagSome(ctx, name, d, tags); err != nil {
+		return err
+	}
 	var errs []error
 	del := func(p string) {
 		if err := g.driver.Delete(ctx, p); err != nil && !isNotFound(err) {
 			errs = append(errs, err)
-		}
-	}
-	for _, t := range tags {
-		if raw, err := g.driver.GetContent(ctx, tagLinkPath(name, t)); err == nil && string(raw) == d.String() {
-			del(path.Dir(tagLinkPath(name, t)))
 		}
 	}
 	if m.Subject != nil {
@@ -227,6 +225,22 @@ func (g *Registry) unstore(ctx context.Context, name string, d digest.Digest, m 
 	del(path.Dir(revisionLinkPath(name, d)))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("take back manifest %s of %s: %w", d, name, err)
+	}
+	return nil
+}
+
+// untagSome deletes those of tags that still name manifest d.
+func (g *Registry) untagSome(ctx context.Context, name string, d digest.Digest, tags []string) error {
+	var errs []error
+	for _, t := range tags {
+		if raw, err := g.driver.GetContent(ctx, tagLinkPath(name, t)); err == nil && string(raw) == d.String() {
+			if err := g.driver.Delete(ctx, path.Dir(tagLinkPath(name, t))); err != nil && !isNotFound(err) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("take back the tags of manifest %s in %s: %w", d, name, err)
 	}
 	return nil
 }

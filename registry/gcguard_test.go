@@ -278,3 +278,21 @@ func TestPutManifestTakenBackWhenCheckFails(t *testing.T) {
 	c.want(c.do("PUT", "/v2/r/manifests/v1", raw, "Content-Type", ocispec.MediaTypeImageManifest), http.StatusCreated, "")
 	c.pullable("r", "v1")
 }
+
+// TestFailedRePushKeepsEarlierPush: a PUT of a manifest that was already
+// there, failing after its commit for a reason other than missing
+// references, takes back only the tag it added: the earlier push stays.
+func TestFailedRePushKeepsEarlierPush(t *testing.T) {
+	f := &failingList{StorageDriver: inmemory.New()}
+	h := &hookDriver{StorageDriver: f}
+	c := newClient(t, h, Options{})
+	raw, _, _ := c.imageManifest("r")
+	c.want(c.do("PUT", "/v2/r/manifests/v1", raw, "Content-Type", ocispec.MediaTypeImageManifest), http.StatusCreated, "")
+	h.at = tagLinkPath("r", "v2")
+	h.after = func() { f.armed.Store(true) }
+	c.want(c.do("PUT", "/v2/r/manifests/v2", raw, "Content-Type", ocispec.MediaTypeImageManifest),
+		http.StatusInternalServerError, "")
+	f.armed.Store(false)
+	c.want(c.do("HEAD", "/v2/r/manifests/v2", nil), http.StatusNotFound, "")
+	c.pullable("r", "v1")
+}

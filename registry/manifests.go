@@ -120,12 +120,13 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt route)
 	if err := g.checkReferences(ctx, rt.name, m); err != nil {
 		return err
 	}
+	prior := g.priorState(ctx, rt.name, d, tags)
 	desc := ocispec.Descriptor{MediaType: m.MediaType, Digest: d, Size: int64(len(body))}
 	if err := g.storeManifest(ctx, rt.name, desc, body, m, tags); err != nil {
-		return g.takeBack(ctx, rt.name, d, m, tags, err)
+		return g.takeBack(ctx, rt.name, d, m, tags, prior, err)
 	}
 	if err := g.guardManifest(ctx, rt.name, desc, body, m, written); err != nil {
-		return g.takeBack(ctx, rt.name, d, m, tags, err)
+		return g.takeBack(ctx, rt.name, d, m, tags, prior, err)
 	}
 	h := w.Header()
 	h.Set("Location", "/v2/"+rt.name+"/manifests/"+d.String())
@@ -141,12 +142,48 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt route)
 	return nil
 }
 
+// manifestPrior is what a PUT found before it wrote: whether the revision
+// existed, and which of its tags already named the manifest.
+type manifestPrior struct {
+	existed bool
+	tagged  map[string]bool
+}
+
+// priorState reads manifestPrior for a PUT of d with tags into name. A
+// read that fails counts as "not there", which only makes a failed PUT
+// take back more.
+func (g *Registry) priorState(ctx context.Context, name string, d digest.Digest, tags []string) manifestPrior {
+	_, err := g.revision(ctx, name, d)
+	p := manifestPrior{existed: err == nil, tagged: map[string]bool{}}
+	for _, t := range tags {
+		if raw, err := g.driver.GetContent(ctx, tagLinkPath(name, t)); err == nil && string(raw) == d.String() {
+			p.tagged[t] = true
+		}
+	}
+	return p
+}
+
 // takeBack answers a PUT that failed (err) after it began storing
-// manifest d: whatever it stored is taken back, even if the client has
-// gone, since nothing checked it against a collection that may have
-// deleted what it references (gc.go).
-func (g *Registry) takeBack(ctx context.Context, name string, d digest.Digest, m *manifestDoc, tags []string, err error) error {
-	return errors.Join(err, g.unstore(context.WithoutCancel(ctx), name, d, m, tags))
+// manifest d: what it stored is taken back, even if the client has gone,
+// since nothing checked it against a collection that may have deleted
+// what it references (gc.go). A manifest whose references went is taken
+// back whole. After any other failure (storage, client gone) what was
+// there before the PUT stays: a failed re-push must not delete an image
+// that was pushed earlier, and a revision that existed before the PUT was
+// seen by any collection that could have deleted what it names.
+func (g *Registry) takeBack(ctx context.Context, name string, d digest.Digest, m *manifestDoc, tags []string, prior manifestPrior, err error) error {
+	ctx = context.WithoutCancel(ctx)
+	var ae *apiError
+	if (errors.As(err, &ae) && ae.code == errManifestBlobUnknown) || !prior.existed {
+		return errors.Join(err, g.unstore(ctx, name, d, m, tags))
+	}
+	var added []string
+	for _, t := range tags {
+		if !prior.tagged[t] {
+			added = append(added, t)
+		}
+	}
+	return errors.Join(err, g.untagSome(ctx, name, d, added))
 }
 
 // putTarget checks the reference a manifest is pushed to, and any ?tag=
