@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -166,7 +167,7 @@ func TestExec(t *testing.T) {
 		"cache":           cache,
 		"memory fallback": "/proc/self/not-a-dir" + string(os.PathListSeparator) + "/proc/not-writable",
 	} {
-		cmd := exec.Command(exe, "-test.run=^TestExecHelper$")
+		cmd := exec.Command(exe)
 		cmd.Env = append(os.Environ(), "EMBEDEXE_HELPER="+packed, "EMBEDEXE_DIGEST="+e.Digest, "EMBEDEXE_DIRS="+dirs)
 		out, err := cmd.CombinedOutput()
 		code := 0
@@ -186,19 +187,32 @@ func TestExec(t *testing.T) {
 	}
 }
 
-func TestExecHelper(t *testing.T) {
-	packed := os.Getenv("EMBEDEXE_HELPER")
-	if packed == "" {
-		t.Skip("run by TestExec")
+// TestMain makes the test binary, started by TestExec with
+// EMBEDEXE_HELPER set, the process that execs the carried executable, so
+// that the exec replaces a process of its own rather than the test run.
+func TestMain(m *testing.M) {
+	if packed := os.Getenv("EMBEDEXE_HELPER"); packed != "" {
+		execHelper(packed)
+	}
+	os.Exit(m.Run())
+}
+
+// execHelper execs busybox from its zstd packing at packed; it returns
+// (exit 1, with the reason) only when the exec fails.
+func execHelper(packed string) {
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "exec helper:", err)
+		os.Exit(1)
 	}
 	z, err := os.ReadFile(packed)
 	if err != nil {
-		t.Fatal(err)
+		fail(err)
 	}
-	bb, _ := os.Stat(busybox)
+	bb, err := os.Stat(busybox)
+	if err != nil {
+		fail(err)
+	}
 	e := Exe{Name: "busybox", Zstd: z, Digest: os.Getenv("EMBEDEXE_DIGEST"), Size: bb.Size()}
-	pid := os.Getpid()
-	script := `[ $$ = ` + strconv.Itoa(pid) + ` ] && echo carried pid-same; exit 7`
-	err = e.Exec(filepath.SplitList(os.Getenv("EMBEDEXE_DIRS")), []string{"sh", "-c", script}, nil)
-	t.Fatalf("Exec returned: %v", err)
+	script := `[ $$ = ` + strconv.Itoa(os.Getpid()) + ` ] && echo carried pid-same; exit 7`
+	fail(fmt.Errorf("Exec returned: %w", e.Exec(filepath.SplitList(os.Getenv("EMBEDEXE_DIRS")), []string{"sh", "-c", script}, nil)))
 }
