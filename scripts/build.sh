@@ -1,8 +1,9 @@
 #!/bin/sh
 # scripts/build.sh OUT [VERSION]: builds imgtool as `make build` does, a
 # static binary in two layers:
-#  - the container init (internal/cmd/runner-init) is embedded, so that
-#    `imgtool run` starts a 2 MB init instead of imgtool again;
+#  - the container init (internal/cmd/runner-init) is embedded,
+#    zstd-compressed like the full binary below, so that `imgtool run`
+#    starts a 2 MB init instead of imgtool again;
 #  - the binary is lean (-tags imgtool_lean): it does not link the
 #    registry, whose packages (distribution's storage drivers, the AWS
 #    SDK, prometheus, otel, grpc) cost every process ~12 ms of init. The
@@ -25,7 +26,9 @@ CGO_ENABLED=0 $GO build -trimpath -ldflags '-s -w' -o "$tmp/runner-init" ./inter
 CGO_ENABLED=0 $GO build -trimpath -ldflags "$ldflags" -o "$tmp/imgtool-full" ./cmd/imgtool
 $GO build -o "$tmp/zstdpack" ./internal/cmd/zstdpack
 "$tmp/zstdpack" "$tmp/imgtool-full" "$tmp/registry-exe.zst"
+"$tmp/zstdpack" "$tmp/runner-init" "$tmp/runner-init.zst"
 init_digest=$(sha256sum "$tmp/runner-init" | cut -d' ' -f1)
+init_size=$(wc -c <"$tmp/runner-init" | tr -d ' ')
 full_digest=$(sha256sum "$tmp/imgtool-full" | cut -d' ' -f1)
 full_size=$(wc -c <"$tmp/imgtool-full" | tr -d ' ')
 cat >"$tmp/embed.go" <<GO
@@ -33,10 +36,12 @@ package main
 
 import _ "embed"
 
-//go:embed runner-init
+//go:embed runner-init.zst
 var embeddedRunnerInit []byte
 
-func init() { runnerInit.exe, runnerInit.digest = embeddedRunnerInit, "$init_digest" }
+func init() {
+	runnerInit.Zstd, runnerInit.Digest, runnerInit.Size = embeddedRunnerInit, "$init_digest", $init_size
+}
 GO
 cat >"$tmp/embed_registry.go" <<GO
 //go:build imgtool_lean
@@ -54,7 +59,7 @@ func init() {
 GO
 pkg=$(pwd)/cmd/imgtool
 printf '{"Replace":{"%s":"%s","%s":"%s","%s":"%s","%s":"%s"}}\n' \
-	"$pkg/zz_runner_init.go" "$tmp/embed.go" "$pkg/runner-init" "$tmp/runner-init" \
+	"$pkg/zz_runner_init.go" "$tmp/embed.go" "$pkg/runner-init.zst" "$tmp/runner-init.zst" \
 	"$pkg/zz_registry_exe.go" "$tmp/embed_registry.go" "$pkg/registry-exe.zst" "$tmp/registry-exe.zst" \
 	>"$tmp/overlay.json"
 CGO_ENABLED=0 $GO build -overlay "$tmp/overlay.json" -tags imgtool_lean -trimpath -ldflags "$ldflags" -o "$out" ./cmd/imgtool
