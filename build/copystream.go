@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,32 +137,10 @@ func (p *streamPlan) match(m match, dest string, destDir, parents bool) error {
 // dir plans the entries of source directory srcHost into directory
 // target, as copier.copyDir copies them.
 func (p *streamPlan) dir(srcHost, srcPath, rel, target string, lazy bool) error {
-	c := p.c
-	if err := c.ctx.Err(); err != nil {
-		return err
-	}
-	entries, err := os.ReadDir(srcHost)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", srcPath, err)
-	}
-	for _, e := range entries {
-		childPath, childRel := path.Join(srcPath, e.Name()), path.Join(rel, e.Name())
-		childHost := filepath.Join(srcHost, e.Name())
-		childTarget := path.Join(target, e.Name())
-		skip := c.from.ignored(childPath) || c.excluded(childRel)
-		var st unix.Stat_t
-		if err := unix.Lstat(childHost, &st); err != nil {
-			return fmt.Errorf("stat %s: %w", childPath, err)
-		}
-		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-		if skip && !(isDir && c.mayReinclude()) {
-			continue
-		}
-		if isDir {
-			if err := p.subdir(childHost, childPath, childRel, childTarget, &st, skip); err != nil {
-				return err
-			}
-			continue
+	return p.c.eachEntry(srcHost, srcPath, rel, func(e *sourceEntry) error {
+		childTarget := path.Join(target, e.name)
+		if e.isDir {
+			return p.subdir(e.host, e.path, e.rel, childTarget, &e.st, e.skip)
 		}
 		if lazy {
 			// The copier makes the excluded directories above a
@@ -172,11 +149,8 @@ func (p *streamPlan) dir(srcHost, srcPath, rel, target string, lazy bool) error 
 				return err
 			}
 		}
-		if err := p.entry(childHost, childPath, childTarget, &st); err != nil {
-			return err
-		}
-	}
-	return nil
+		return p.entry(e.host, e.path, childTarget, &e.st)
+	})
 }
 
 func (p *streamPlan) subdir(host, srcPath, rel, target string, st *unix.Stat_t, excluded bool) error {

@@ -71,30 +71,9 @@ func (c *copier) copyMatch(m match, dest string, destDir, parents bool) error {
 // directory itself is excluded and only re-included entries below it are
 // copied.
 func (c *copier) copyDir(srcHost, srcPath, rel, dirHost string, lazy bool) error {
-	if err := c.ctx.Err(); err != nil {
-		return err
-	}
-	entries, err := os.ReadDir(srcHost)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", srcPath, err)
-	}
-	for _, e := range entries {
-		childPath, childRel := path.Join(srcPath, e.Name()), path.Join(rel, e.Name())
-		childHost := filepath.Join(srcHost, e.Name())
-		skip := c.from.ignored(childPath) || c.excluded(childRel)
-		var st unix.Stat_t
-		if err := unix.Lstat(childHost, &st); err != nil {
-			return fmt.Errorf("stat %s: %w", childPath, err)
-		}
-		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-		if skip && !(isDir && c.mayReinclude()) {
-			continue
-		}
-		if isDir {
-			if err := c.copySubdir(childHost, childPath, childRel, dirHost, e.Name(), &st, skip); err != nil {
-				return err
-			}
-			continue
+	return c.eachEntry(srcHost, srcPath, rel, func(e *sourceEntry) error {
+		if e.isDir {
+			return c.copySubdir(e.host, e.path, e.rel, dirHost, e.name, &e.st, e.skip)
 		}
 		if lazy {
 			// The parent was excluded but this entry is back: make the
@@ -106,7 +85,44 @@ func (c *copier) copyDir(srcHost, srcPath, rel, dirHost string, lazy bool) error
 				return err
 			}
 		}
-		if err := c.copyEntry(childHost, childPath, dirHost, e.Name(), &st); err != nil {
+		return c.copyEntry(e.host, e.path, dirHost, e.name, &e.st)
+	})
+}
+
+// sourceEntry is one entry of a source directory that a COPY takes.
+type sourceEntry struct {
+	name, path, rel, host string // base name; in the source tree; below the copied source; on the host
+	st                    unix.Stat_t
+	isDir                 bool
+	skip                  bool // ignored or excluded: a directory walked only for re-included entries
+}
+
+// eachEntry calls fn for the entries of source directory srcHost (at
+// srcPath in the source tree; rel below the copied source) that a COPY
+// takes: those neither ignored nor excluded, and the excluded
+// directories that may hold re-included entries. The tree copy and the
+// streamed copy both walk the source through it, so they take the same
+// files.
+func (c *copier) eachEntry(srcHost, srcPath, rel string, fn func(e *sourceEntry) error) error {
+	if err := c.ctx.Err(); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(srcHost)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", srcPath, err)
+	}
+	for _, de := range entries {
+		e := sourceEntry{name: de.Name(), path: path.Join(srcPath, de.Name()),
+			rel: path.Join(rel, de.Name()), host: filepath.Join(srcHost, de.Name())}
+		e.skip = c.from.ignored(e.path) || c.excluded(e.rel)
+		if err := unix.Lstat(e.host, &e.st); err != nil {
+			return fmt.Errorf("stat %s: %w", e.path, err)
+		}
+		e.isDir = e.st.Mode&unix.S_IFMT == unix.S_IFDIR
+		if e.skip && !(e.isDir && c.mayReinclude()) {
+			continue
+		}
+		if err := fn(&e); err != nil {
 			return err
 		}
 	}
