@@ -3,6 +3,7 @@ package main_test
 import (
 	"encoding/json"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -49,5 +50,26 @@ func TestS3GC(t *testing.T) {
 		if tags := getJSON(t, s.addr, "/v2/team/app/tags/list")["tags"]; !slices.Equal(tags, []string{"1"}) {
 			t.Errorf("tags through %s after gc: %q", s.addr, tags)
 		}
+	}
+}
+
+// TestS3Import: `imgtool registry import --storage s3` writes a bundle
+// straight into a bucket, with no server, and a replica over that bucket
+// serves it with the same digest.
+func TestS3Import(t *testing.T) {
+	t.Parallel()
+	env := s3Env(t)
+	src, _, _ := startS3Pair(t)
+	img := pushRandom(t, src.addr+"/team/app:1")
+	c := newCLI(t)
+	bundle := filepath.Join(t.TempDir(), "bundle.tar")
+	c.ok("save", "-o", bundle, "docker://"+src.addr+"/team/app:1")
+
+	prefix := s3Prefix(t)
+	c.ok(append([]string{"registry", "import"}, append(s3Flags(env, prefix), bundle)...)...)
+	dst := startRegistry(t, t.TempDir(), s3Flags(env, prefix)...)
+	pullAndVerify(t, mustRef(t, dst.addr+"/team/app:1"), img)
+	if got := getJSON(t, dst.addr, "/v2/team/app/tags/list")["tags"]; !slices.Equal(got, []string{"1"}) {
+		t.Errorf("tags after the import: %q", got)
 	}
 }
