@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imgtool/imgtool/internal/atomicfile"
 	"github.com/imgtool/imgtool/internal/flock"
 	"github.com/imgtool/imgtool/manifest"
 	"github.com/opencontainers/go-digest"
@@ -132,26 +133,20 @@ func (c *Cache) Put(rec Record) error {
 	return nil
 }
 
-// writeAtomic writes data to a temporary file beside p and renames it
-// over p. Records are a cache, so no fsync: after a crash a record is
-// whole or missing, and a missing one only costs a rerun.
+// writeAtomic replaces p with data. Records are a cache, so no fsync:
+// after a crash a record is whole or missing, and a missing one only costs
+// a rerun.
 func writeAtomic(p string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p)+"-*")
+	f, err := atomicfile.Create(p, 0o644)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	defer f.Abort()
+	f.NoSync = true
+	if _, err := f.Write(data); err != nil {
+		return err
 	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return f.Commit()
 }
 
 // cacheEntry is a record with its last use, as eviction sees it.

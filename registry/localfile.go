@@ -3,10 +3,10 @@ package registry
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/imgtool/imgtool/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -14,35 +14,10 @@ import (
 // live outside the storage driver: they belong to this machine, not to the
 // shared storage replicas read.
 
-// writeFileAtomic replaces path with data: a temp file in the same
-// directory, synced, then renamed, so readers (a serving registry
-// re-reading its htpasswd) see the old file or the new one, never half.
+// writeFileAtomic replaces path with data, so readers (a serving
+// registry re-reading its htpasswd) see the old file or the new one.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing left to remove
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, data, perm)
 }
 
 // lockDir holds an exclusive flock on directory dir until the returned

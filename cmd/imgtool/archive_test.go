@@ -64,6 +64,7 @@ func TestSaveLoad(t *testing.T) {
 	dockerTar, ociTar := filepath.Join(dir, "docker.tar"), filepath.Join(dir, "oci.tar")
 	c.ok("save", "-o", dockerTar, "busybox", reg+"/x/b:1")
 	c.ok("save", "--format", "oci", "-o", ociTar, reg+"/x/a:1")
+	assertCreateMode(t, dockerTar, ociTar)
 
 	// What docker load reads: manifest.json entries whose files exist, and
 	// repositories.
@@ -178,5 +179,30 @@ func TestSaveFailureLeavesNoFile(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Dir(out))
 	if len(entries) != 0 {
 		t.Errorf("failed save left temporary files: %v", entries)
+	}
+}
+
+// assertCreateMode checks that output files got the mode os.Create gives
+// under the test's umask (0666 less the umask), as docker's outputs do,
+// not the 0600 of a temporary file.
+func assertCreateMode(t *testing.T, paths ...string) {
+	t.Helper()
+	ref, err := os.Create(filepath.Join(t.TempDir(), "ref"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref.Close()
+	want, err := os.Stat(ref.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want.Mode().Perm() {
+			t.Errorf("%s: mode %o, want %o as os.Create makes", p, fi.Mode().Perm(), want.Mode().Perm())
+		}
 	}
 }

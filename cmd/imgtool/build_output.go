@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/imgtool/imgtool/build"
+	"github.com/imgtool/imgtool/internal/atomicfile"
 	"github.com/imgtool/imgtool/store"
 	"github.com/imgtool/imgtool/store/transport"
 	"github.com/imgtool/imgtool/unpack"
@@ -210,22 +210,16 @@ func writeResultFiles(opts *buildOptions, res build.Result) error {
 	return nil
 }
 
-// writeAtomic writes data to path through a temporary file and a rename.
+// writeAtomic writes data to path through a temporary file and a rename;
+// the file's mode is 0666 less the umask, as docker's.
 func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	f, err := atomicfile.Create(path, 0o666)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
+	defer f.Abort()
 	if _, err := f.Write(data); err != nil {
-		f.Close()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return f.Commit()
 }

@@ -56,6 +56,7 @@ func TestBuildOutputs(t *testing.T) {
 	if got, err := crane.Digest(reg + "/other/app:2"); err != nil || got != digest {
 		t.Errorf("type=registry: %s %v, want %s", got, err, digest)
 	}
+	assertCreateMode(t, filepath.Join(out, "iid"), filepath.Join(out, "meta.json"), filepath.Join(out, "docker.tar"))
 	if iid, _ := os.ReadFile(filepath.Join(out, "iid")); string(iid) != digest {
 		t.Errorf("iidfile %q, want %s", iid, digest)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/imgtool/imgtool/internal/atomicfile"
 	"github.com/imgtool/imgtool/layer"
 	"github.com/imgtool/imgtool/store"
 	"github.com/imgtool/imgtool/store/transport"
@@ -87,26 +88,15 @@ func (o *globalOptions) export(ctx context.Context, s *store.Store, loc transpor
 }
 
 // createOutput opens a file that appears under its name only on commit
-// (temp file + rename), or standard output for "-".
+// (temp file + rename), with mode 0666 less the umask, or standard output
+// for "-".
 func createOutput(path string) (*os.File, func() error, func(), error) {
 	if path == "-" {
 		return os.Stdout, func() error { return nil }, func() {}, nil
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	f, err := atomicfile.Create(path, 0o666)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("write %s: %w", path, err)
+		return nil, nil, nil, err
 	}
-	abort := func() { f.Close(); os.Remove(f.Name()) }
-	commit := func() error {
-		if err := errors.Join(f.Sync(), f.Close()); err != nil {
-			os.Remove(f.Name())
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		if err := os.Rename(f.Name(), path); err != nil {
-			os.Remove(f.Name())
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		return nil
-	}
-	return f, commit, abort, nil
+	return f.File, f.Commit, f.Abort, nil
 }

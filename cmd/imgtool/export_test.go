@@ -118,6 +118,7 @@ func TestWhiteoutsAgainstUmoci(t *testing.T) {
 
 	out := filepath.Join(t.TempDir(), "rootfs.tar")
 	c.ok("export", "wh/test:1", "-o", out)
+	assertCreateMode(t, out)
 	f, err := os.Open(out)
 	if err != nil {
 		t.Fatal(err)

@@ -18,11 +18,11 @@ var allowed = map[string][]string{
 	"manifest":        {},
 	"runner":          {},
 	"layer":           {"manifest", "internal/rootlesscontainers", "internal/compression"},
-	"store":           {"manifest", "internal/flock"},
-	"store/transport": {"manifest", "store"},
+	"store":           {"manifest", "internal/flock", "internal/atomicfile"},
+	"store/transport": {"manifest", "store", "internal/atomicfile"},
 	"unpack":          {"manifest", "store", "internal/rootlesscontainers", "internal/compression", "internal/flock"},
-	"build":           {"manifest", "layer", "store", "store/transport", "unpack", "runner", "internal/rootlesscontainers", "internal/compression", "internal/flock"},
-	"registry":        {"manifest", "internal/bundlename"},
+	"build":           {"manifest", "layer", "store", "store/transport", "unpack", "runner", "internal/rootlesscontainers", "internal/compression", "internal/flock", "internal/atomicfile"},
+	"registry":        {"manifest", "internal/bundlename", "internal/atomicfile"},
 }
 
 // forbiddenStd lists standard packages a package must not use: manifest

@@ -4,16 +4,15 @@ import (
 	"archive/tar"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/imgtool/imgtool/internal/atomicfile"
 	"github.com/imgtool/imgtool/manifest"
 	"github.com/imgtool/imgtool/store"
 	"github.com/opencontainers/go-digest"
@@ -28,7 +27,7 @@ import (
 type archiveDest struct {
 	loc  Location
 	out  *os.File
-	tmp  string // "" when writing to stdout
+	file *atomicfile.File // nil when writing to stdout
 	tw   *tar.Writer
 	mu   sync.Mutex
 	have map[digest.Digest]bool
@@ -44,11 +43,11 @@ func openArchiveDest(loc Location) (Destination, error) {
 	if loc.Path == "-" {
 		a.out = os.Stdout
 	} else {
-		f, err := os.CreateTemp(filepath.Dir(loc.Path), "."+filepath.Base(loc.Path)+".tmp-*")
+		f, err := atomicfile.Create(loc.Path, 0o666)
 		if err != nil {
 			return nil, fmt.Errorf("write %s: %w", loc, err)
 		}
-		a.out, a.tmp = f, f.Name()
+		a.out, a.file = f.File, f
 	}
 	a.tw = tar.NewWriter(a.out)
 	for _, dir := range []string{"blobs/", "blobs/sha256/"} {
@@ -186,32 +185,20 @@ func (a *archiveDest) Close() error {
 	if err == nil {
 		err = a.tw.Close()
 	}
-	if err != nil || a.tmp == "" {
-		if err != nil {
-			a.Abort()
-			return fmt.Errorf("write %s: %w", a.loc, err)
-		}
+	if err != nil {
+		a.Abort()
+		return fmt.Errorf("write %s: %w", a.loc, err)
+	}
+	if a.file == nil {
 		return nil
 	}
-	if err := errors.Join(a.out.Sync(), a.out.Close()); err != nil {
-		os.Remove(a.tmp)
-		return fmt.Errorf("write %s: %w", a.loc, err)
-	}
-	if err := os.Rename(a.tmp, a.loc.Path); err != nil {
-		os.Remove(a.tmp)
-		return fmt.Errorf("write %s: %w", a.loc, err)
-	}
-	return nil
+	return a.file.Commit()
 }
 
 // Abort removes the unfinished archive.
 func (a *archiveDest) Abort() error {
-	if a.tmp == "" {
-		return nil
-	}
-	a.out.Close()
-	if err := os.Remove(a.tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	if a.file != nil {
+		a.file.Abort()
 	}
 	return nil
 }
