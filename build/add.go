@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"compress/bzip2"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -124,7 +125,7 @@ func (a *addOp) download(ctx context.Context, src, file string) (time.Time, erro
 }
 
 // isArchive reports whether ADD extracts the local file p of src: a tar,
-// plain or compressed with gzip, zstd or bzip2 (or --unpack says so).
+// plain or compressed with gzip, bzip2, xz or zstd (or --unpack says so).
 func (a *addOp) isArchive(src *source, p string) bool {
 	if a.unpack != nil {
 		return *a.unpack
@@ -140,7 +141,8 @@ func (a *addOp) isArchive(src *source, p string) bool {
 	defer f.Close()
 	r, err := openArchive(f)
 	if err != nil {
-		return false
+		// An xz file that is broken is an error, not a file to copy.
+		return errors.Is(err, errXZCorrupt) || errors.Is(err, errXZDict)
 	}
 	defer r.Close()
 	_, err = tar.NewReader(r).Next()
@@ -152,11 +154,24 @@ func isRegular(p string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// openArchive decompresses r by its magic bytes.
-func openArchive(r io.Reader) (io.ReadCloser, error) {
-	br := bufio.NewReader(r)
-	if magic, _ := br.Peek(3); bytes.Equal(magic, []byte("BZh")) {
+// openArchive decompresses f by its magic bytes: gzip, bzip2, xz or
+// zstd, as docker does.
+func openArchive(f *os.File) (io.ReadCloser, error) {
+	br := bufio.NewReader(f)
+	magic, _ := br.Peek(len(xzMagic))
+	switch {
+	case bytes.HasPrefix(magic, []byte("BZh")):
 		return io.NopCloser(bzip2.NewReader(br)), nil
+	case bytes.Equal(magic, xzMagic):
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		r, err := openXZ(f, fi.Size())
+		if err != nil {
+			return nil, err
+		}
+		return io.NopCloser(bufio.NewReaderSize(r, 64<<10)), nil
 	}
 	rc, _, err := compression.Decompress(br)
 	return rc, err
