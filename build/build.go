@@ -83,6 +83,9 @@ type Request struct {
 	Compression layer.Compression
 	// Secrets maps a RUN --mount=type=secret id to the host file holding it.
 	Secrets map[string]string
+	// SSH maps a RUN --mount=type=ssh id to the agent it forwards
+	// (SSHSocket, SSHKeys).
+	SSH map[string]SSHAgent
 	// PullAlways fetches every base image again, even when the store has
 	// it (docker build --pull), so that a moved tag is followed.
 	PullAlways bool

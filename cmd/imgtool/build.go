@@ -34,6 +34,7 @@ type buildOptions struct {
 	push         bool
 	noCache      bool
 	secrets      []string
+	ssh          []string
 	quiet        bool
 	pull         bool
 	secretSpecs  []secretSpec
@@ -70,6 +71,7 @@ type=local,dest=DIR (or just DIR) and type=tar,dest=FILE (or - for standard outp
   imgtool build -f build/Dockerfile --target runtime --build-arg VERSION=1.2 -t app:1 .
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) imgtool build -t reg.example/app:1 --push .
   imgtool build -o type=oci-archive,dest=app.tar --iidfile app.id .
+  imgtool build --ssh default -t app:1 .      # RUN --mount=type=ssh gets the agent at $SSH_AUTH_SOCK
   imgtool build --cache-to type=registry,ref=reg.example/app:cache,mode=max --cache-from reg.example/app:cache -t app:1 .`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -93,6 +95,7 @@ type=local,dest=DIR (or just DIR) and type=tar,dest=FILE (or - for standard outp
 	f.BoolVar(&opts.noCache, "no-cache", false, "run every step instead of taking it from the build cache (the results are still cached)")
 	opts.cache.register(f)
 	f.StringArrayVar(&opts.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)")
+	f.StringArrayVar(&opts.ssh, "ssh", nil, "ssh agent for RUN --mount=type=ssh: default (the agent at $SSH_AUTH_SOCK), ID=SOCKET or ID=KEYFILE[,KEYFILE...] (repeatable)")
 	f.BoolVar(&opts.pull, "pull", false, "pull base images again even when the store has them")
 	f.BoolVarP(&opts.quiet, "quiet", "q", false, "print only the image digest (same as --progress quiet)")
 	return cmd
@@ -221,6 +224,9 @@ func (opts *buildOptions) request(contextDir string) (build.Request, error) {
 		return req, err
 	}
 	if opts.secretSpecs, err = parseSecrets(opts.secrets); err != nil {
+		return req, err
+	}
+	if req.SSH, err = sshAgents(opts.ssh); err != nil {
 		return req, err
 	}
 	return req, readDockerfile(&req, opts.file)
