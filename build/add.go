@@ -27,10 +27,11 @@ const maxDownload = 8 << 30
 
 // addOp is what ADD does beyond COPY: URLs and local archives.
 type addOp struct {
-	checksum string
-	unpack   *bool // --unpack; nil: archives from the context are extracted, URLs are not
-	client   *http.Client
-	tmp      func(string) (string, error)
+	checksum   string
+	keepGitDir *bool // --keep-git-dir, for git sources
+	unpack     *bool // --unpack; nil: archives from the context are extracted, URLs are not
+	client     *http.Client
+	tmp        func(string) (string, error)
 }
 
 func (s *stageRun) addCmd(ctx context.Context, c *instructions.AddCommand) error {
@@ -41,13 +42,21 @@ func (s *stageRun) addCmd(ctx context.Context, c *instructions.AddCommand) error
 	return s.copy(ctx, copyOp{
 		srcs: c.SourcePaths, contents: c.SourceContents, dest: c.DestPath, from: s.r.context,
 		chown: c.Chown, chmod: c.Chmod, excludes: c.ExcludePatterns, createdBy: c.String(),
-		add: &addOp{checksum: c.Checksum, unpack: c.Unpack, client: client, tmp: s.r.tempDir},
+		add: &addOp{checksum: c.Checksum, keepGitDir: c.KeepGitDir, unpack: c.Unpack, client: client, tmp: s.r.tempDir},
 	})
 }
 
-// fetch handles a URL source: it downloads it (checking --checksum) and
-// reports true. Other sources are left to COPY's rules.
+// fetch handles a git or URL source: it checks the repository out
+// (gitadd.go) or downloads the file (checking --checksum), and reports
+// true. Other sources are left to COPY's rules.
 func (a *addOp) fetch(ctx context.Context, s *stageRun, src string) ([]match, bool, error) {
+	if g, ok, err := addGitSource(src); ok || err != nil {
+		if err != nil {
+			return nil, true, err
+		}
+		ms, err := a.fetchGit(ctx, s, g, src)
+		return ms, true, err
+	}
 	u, err := url.Parse(src)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		if a.checksum != "" {

@@ -145,11 +145,12 @@ func (b *Builder) Build(ctx context.Context, req Request) (Result, error) {
 	defer removeAll(tmp)
 	r := &buildRun{
 		b: b, req: req, plan: p, context: bctx, tmp: tmp,
-		rootless: os.Geteuid() != 0,
-		progress: &progress{w: b.Progress},
-		images:   map[string]*lazy[*source]{},
-		bases:    map[string]*lazy[*baseImage]{},
-		usedArgs: map[string]bool{},
+		rootless:   os.Geteuid() != 0,
+		progress:   &progress{w: b.Progress},
+		images:     map[string]*lazy[*source]{},
+		bases:      map[string]*lazy[*baseImage]{},
+		usedArgs:   map[string]bool{},
+		gitCommits: map[string]gitCommit{},
 	}
 	if r.progress.w == nil {
 		r.progress.w = io.Discard
@@ -197,14 +198,15 @@ type buildRun struct {
 	fetchFrom map[digest.Digest]CacheSource
 
 	// mu guards what the stages, building at once, share (parallel.go).
-	mu       sync.Mutex
-	futures  []*stageFuture               // by stage index
-	waiting  map[int]int                  // stage → the stage it waits for, to catch cycles
-	images   map[string]*lazy[*source]    // images COPY --from names
-	bases    map[string]*lazy[*baseImage] // images FROM or COPY --from names, resolved (or pulled) once
-	usedArgs map[string]bool              // --build-args some ARG consumed
-	touched  []touched                    // the records this build used or made, for --cache-to
-	ran      int                          // steps run, not cached
+	mu         sync.Mutex
+	futures    []*stageFuture               // by stage index
+	waiting    map[int]int                  // stage → the stage it waits for, to catch cycles
+	images     map[string]*lazy[*source]    // images COPY --from names
+	bases      map[string]*lazy[*baseImage] // images FROM or COPY --from names, resolved (or pulled) once
+	usedArgs   map[string]bool              // --build-args some ARG consumed
+	gitCommits map[string]gitCommit         // what git sources' refs name (gitadd.go)
+	touched    []touched                    // the records this build used or made, for --cache-to
+	ran        int                          // steps run, not cached
 }
 
 func (r *buildRun) build(ctx context.Context) (Result, error) {

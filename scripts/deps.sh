@@ -9,7 +9,10 @@ need=""
 # run and build tests make their images from it. uidmap: newuidmap and
 # newgidmap, for the subordinate-id path of imgtool run. xz-utils: the
 # ADD tests make xz archives with an encoder other than the decoder's.
-for pkg in skopeo zstd umoci busybox-static uidmap xz-utils; do
+# git: git build contexts and ADD of repositories run it, and the tests
+# serve repositories with git daemon and git http-backend.
+# openssh-client: ssh-agent, ssh-add and ssh-keygen for the --ssh tests.
+for pkg in skopeo zstd umoci busybox-static uidmap xz-utils git openssh-client; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 # Ceph's mon, OSD and RADOS Gateway (and curl): the S3 tests run the
