@@ -152,6 +152,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (Result, error) {
 		usedArgs:   map[string]bool{},
 		gitCommits: map[string]gitCommit{},
 	}
+	defer r.closeGit()
 	if r.progress.w == nil {
 		r.progress.w = io.Discard
 	}
@@ -205,8 +206,13 @@ type buildRun struct {
 	bases      map[string]*lazy[*baseImage] // images FROM or COPY --from names, resolved (or pulled) once
 	usedArgs   map[string]bool              // --build-args some ARG consumed
 	gitCommits map[string]gitCommit         // what git sources' refs name (gitadd.go)
-	touched    []touched                    // the records this build used or made, for --cache-to
-	ran        int                          // steps run, not cached
+	// gitOnce makes the environment ADD runs git in (gitadd.go).
+	gitOnce  sync.Once
+	gitEnv   []string
+	gitErr   error
+	gitAgent *sshListener
+	touched  []touched // the records this build used or made, for --cache-to
+	ran      int       // steps run, not cached
 }
 
 func (r *buildRun) build(ctx context.Context) (Result, error) {

@@ -35,6 +35,9 @@ type GitSource struct {
 	KeepGitDir  bool
 	Submodules  bool
 	CommitMTime bool
+	// env is added to git's environment (gitadd.go keeps a Dockerfile's
+	// sources away from the user's git and ssh credentials).
+	env []string
 }
 
 // ParseGitSource reads a git URL with dfgitutil, the parser docker's
@@ -125,7 +128,7 @@ func (g GitSource) resolve(ctx context.Context) (gitCommit, error) {
 	if ref == "" {
 		ref = "HEAD"
 	}
-	out, err := runGit(ctx, "", "ls-remote", "--", g.Remote, ref, ref+"^{}")
+	out, err := g.git(ctx, "", "ls-remote", "--", g.Remote, ref, ref+"^{}")
 	if err != nil {
 		return gitCommit{}, fmt.Errorf("git source %s: %w", redact(g.Remote), err)
 	}
@@ -176,7 +179,7 @@ func (g GitSource) fetch(ctx context.Context, c gitCommit, dir string) (string, 
 	}
 	var mtime time.Time
 	if g.CommitMTime {
-		out, err := runGit(ctx, dir, "show", "-s", "--format=%ct", c.commit)
+		out, err := g.git(ctx, dir, "show", "-s", "--format=%ct", c.commit)
 		if err != nil {
 			return "", err
 		}
@@ -204,10 +207,10 @@ func (g GitSource) fetch(ctx context.Context, c gitCommit, dir string) (string, 
 }
 
 func (g GitSource) checkout(ctx context.Context, c gitCommit, dir string) error {
-	if _, err := runGit(ctx, "", "-c", "init.defaultBranch=imgtool", "init", "-q", "--", dir); err != nil {
+	if _, err := g.git(ctx, "", "-c", "init.defaultBranch=imgtool", "init", "-q", "--", dir); err != nil {
 		return err
 	}
-	if _, err := runGit(ctx, dir, "remote", "add", "origin", "--", g.Remote); err != nil {
+	if _, err := g.git(ctx, dir, "remote", "add", "origin", "--", g.Remote); err != nil {
 		return err
 	}
 	// A shallow fetch of the ref; of the commit itself if the ref moved
@@ -223,14 +226,14 @@ func (g GitSource) checkout(ctx context.Context, c gitCommit, dir string) error 
 	var ferr error
 	fetched := false
 	for _, a := range attempts {
-		if _, err := runGit(ctx, dir, append([]string{"fetch", "-q", "--no-tags"}, a...)...); err != nil {
+		if _, err := g.git(ctx, dir, append([]string{"fetch", "-q", "--no-tags"}, a...)...); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			ferr = cmp.Or(ferr, err)
 			continue
 		}
-		if _, err := runGit(ctx, dir, "cat-file", "-e", c.commit+"^{commit}"); err == nil {
+		if _, err := g.git(ctx, dir, "cat-file", "-e", c.commit+"^{commit}"); err == nil {
 			fetched = true
 			break
 		}
@@ -241,7 +244,7 @@ func (g GitSource) checkout(ctx context.Context, c gitCommit, dir string) error 
 		}
 		return fmt.Errorf("%s no longer holds commit %s (it moved while fetching?): try again", c.ref, c.commit)
 	}
-	if _, err := runGit(ctx, dir, "-c", "advice.detachedHead=false", "checkout", "-q", c.commit); err != nil {
+	if _, err := g.git(ctx, dir, "-c", "advice.detachedHead=false", "checkout", "-q", c.commit); err != nil {
 		return err
 	}
 	if !g.Submodules {
@@ -250,8 +253,8 @@ func (g GitSource) checkout(ctx context.Context, c gitCommit, dir string) error 
 	if _, err := os.Lstat(filepath.Join(dir, ".gitmodules")); err != nil {
 		return nil
 	}
-	if _, err := runGit(ctx, dir, "submodule", "update", "-q", "--init", "--recursive", "--depth=1"); err != nil {
-		if _, err := runGit(ctx, dir, "submodule", "update", "-q", "--init", "--recursive"); err != nil {
+	if _, err := g.git(ctx, dir, "submodule", "update", "-q", "--init", "--recursive", "--depth=1"); err != nil {
+		if _, err := g.git(ctx, dir, "submodule", "update", "-q", "--init", "--recursive"); err != nil {
 			return err
 		}
 	}
@@ -308,18 +311,22 @@ func normalizeCheckout(dir string, keep bool, mtime time.Time) error {
 // of a hostile server may be endless); errors keep the end of stderr.
 const maxGitOutput = 1 << 20
 
-// runGit runs git in dir with no terminal to prompt on (GIT_TERMINAL_PROMPT=0,
+func (g GitSource) git(ctx context.Context, dir string, args ...string) ([]byte, error) {
+	return runGit(ctx, dir, g.env, args...)
+}
+
+// runGit runs git in dir, with env added to the environment, with no terminal to prompt on (GIT_TERMINAL_PROMPT=0,
 // and a session of its own so that ssh cannot open /dev/tty either), and
 // never the ext:: transport, whatever the user's git config says. The
 // user's config and credential helpers apply otherwise, as for docker
 // build.
-func runGit(ctx context.Context, dir string, args ...string) ([]byte, error) {
+func runGit(ctx context.Context, dir string, env []string, args ...string) ([]byte, error) {
 	if _, err := exec.LookPath("git"); err != nil {
 		return nil, errors.New("git sources need the git command: install it (Debian: apt-get install git)")
 	}
 	cmd := exec.CommandContext(ctx, "git", append([]string{"-c", "protocol.ext.allow=never"}, args...)...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C")
+	cmd.Env = append(append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C"), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	stdout := &boundedBuffer{max: maxGitOutput}
 	stderr := &boundedBuffer{max: 4 << 10, tail: true}

@@ -338,3 +338,34 @@ func TestGitMissing(t *testing.T) {
 		t.Errorf("without git: %v", err)
 	}
 }
+
+// TestAddGitIsolated: ADD runs git without the user's configuration
+// (here a URL rewrite, as credential helpers are configured too), which
+// the build context, named by the user, does use.
+func TestAddGitIsolated(t *testing.T) {
+	repos := makeRepos(t)
+	smart := serveSmartHTTP(t, repos.dir)
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := "http://" + closed.Addr().String()
+	closed.Close()
+	home := t.TempDir()
+	mustWrite(t, filepath.Join(home, ".gitconfig"), "[url \""+smart+"/\"]\n\tinsteadOf = "+nowhere+"/\n")
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_CONFIG_HOME", home)
+
+	g, _, err := ParseGitSource(nowhere+"/repo.git#main", true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, commit, err := g.Checkout(context.Background(), filepath.Join(t.TempDir(), "repo")); err != nil || commit != repos.main {
+		t.Errorf("a context through the user's url.insteadOf: %s %v", commit, err)
+	}
+	s := baseStore(t)
+	_, _, err = testBuild(t, s, t.TempDir(), "FROM base:1\nADD "+nowhere+"/repo.git#main /src\n", nil)
+	if err == nil || !strings.Contains(err.Error(), "git ls-remote") {
+		t.Errorf("ADD went through the user's git config: %v", err)
+	}
+}

@@ -11,6 +11,13 @@ import (
 // destination, without .git unless --keep-git-dir. The step's key holds
 // the commit, found with ls-remote before anything is fetched; the fetch
 // takes that same commit.
+//
+// The Dockerfile names these repositories, not the person running the
+// build, so git runs as BuildKit runs it: without the user's git
+// configuration and credential helpers, ssh keys or ssh agent (HOME is
+// an empty directory of the build's), with the agent --ssh default
+// gives for ssh URLs, and accepting hosts it does not know, as BuildKit
+// does without known hosts.
 
 // addGitSource reports whether an ADD source is a git repository, by
 // docker's rule (a bare github.com/... is a local path to ADD).
@@ -32,6 +39,43 @@ func (a *addOp) withFlags(g GitSource, src string) (GitSource, error) {
 		g.KeepGitDir = *a.keepGitDir
 	}
 	return g, nil
+}
+
+// isolate gives g the environment described above.
+func (r *buildRun) isolate(ctx context.Context, g GitSource) (GitSource, error) {
+	r.gitOnce.Do(func() { r.gitEnv, r.gitErr = r.gitEnvironment(ctx) })
+	g.env = r.gitEnv
+	return g, r.gitErr
+}
+
+func (r *buildRun) gitEnvironment(ctx context.Context) ([]string, error) {
+	home, err := r.tempDir("git-home-")
+	if err != nil {
+		return nil, err
+	}
+	sock := ""
+	if a, ok := r.req.SSH["default"]; ok {
+		dir, err := r.tempDir("git-ssh-")
+		if err != nil {
+			return nil, err
+		}
+		warn := func(err error) { r.progress.printf("[Warning] ssh agent for git: %v\n", err) }
+		if r.gitAgent, sock, err = listenSSH(ctx, dir, a, 0o600, 0, 0, false, warn); err != nil {
+			return nil, err
+		}
+	}
+	return []string{
+		"HOME=" + home, "XDG_CONFIG_HOME=" + home, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=" + filepath.Join(home, "gitconfig"),
+		"GIT_ASKPASS=", "SSH_ASKPASS=", "SSH_AUTH_SOCK=" + sock,
+		"GIT_SSH_COMMAND=ssh -F none -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+	}, nil
+}
+
+// closeGit stops the ssh agent isolate served, if any.
+func (r *buildRun) closeGit() {
+	if r.gitAgent != nil {
+		r.gitAgent.close()
+	}
 }
 
 // gitCommit resolves g once per build, so that the step's key and its
@@ -59,6 +103,9 @@ func (r *buildRun) gitCommit(ctx context.Context, g GitSource) (gitCommit, error
 func (a *addOp) fetchGit(ctx context.Context, s *stageRun, g GitSource, src string) ([]match, error) {
 	g, err := a.withFlags(g, src)
 	if err != nil {
+		return nil, err
+	}
+	if g, err = s.r.isolate(ctx, g); err != nil {
 		return nil, err
 	}
 	c, err := s.r.gitCommit(ctx, g)
@@ -101,6 +148,9 @@ func (s *stageRun) addGitKeys(ctx context.Context, a *addOp, srcs []string) (key
 			continue
 		}
 		if g, err = a.withFlags(g, src); err != nil {
+			return nil, nil, err
+		}
+		if g, err = s.r.isolate(ctx, g); err != nil {
 			return nil, nil, err
 		}
 		c, err := s.r.gitCommit(ctx, g)
