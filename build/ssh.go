@@ -235,7 +235,8 @@ func listenSSH(ctx context.Context, dir string, a SSHAgent, mode os.FileMode, ui
 	if err != nil {
 		return nil, "", fmt.Errorf("listen for ssh agent: %w", err)
 	}
-	if err := os.Chmod(sock, mode); err == nil && chown {
+	err = os.Chmod(sock, mode)
+	if err == nil && chown {
 		err = os.Lchown(sock, uid, gid)
 	}
 	if err != nil {
