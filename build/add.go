@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"compress/bzip2"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,10 +27,11 @@ const maxDownload = 8 << 30
 
 // addOp is what ADD does beyond COPY: URLs and local archives.
 type addOp struct {
-	checksum string
-	unpack   *bool // --unpack; nil: archives from the context are extracted, URLs are not
-	client   *http.Client
-	tmp      func(string) (string, error)
+	checksum   string
+	keepGitDir *bool // --keep-git-dir, for git sources
+	unpack     *bool // --unpack; nil: archives from the context are extracted, URLs are not
+	client     *http.Client
+	tmp        func(string) (string, error)
 }
 
 func (s *stageRun) addCmd(ctx context.Context, c *instructions.AddCommand) error {
@@ -40,13 +42,21 @@ func (s *stageRun) addCmd(ctx context.Context, c *instructions.AddCommand) error
 	return s.copy(ctx, copyOp{
 		srcs: c.SourcePaths, contents: c.SourceContents, dest: c.DestPath, from: s.r.context,
 		chown: c.Chown, chmod: c.Chmod, excludes: c.ExcludePatterns, createdBy: c.String(),
-		add: &addOp{checksum: c.Checksum, unpack: c.Unpack, client: client, tmp: s.r.tempDir},
+		add: &addOp{checksum: c.Checksum, keepGitDir: c.KeepGitDir, unpack: c.Unpack, client: client, tmp: s.r.tempDir},
 	})
 }
 
-// fetch handles a URL source: it downloads it (checking --checksum) and
-// reports true. Other sources are left to COPY's rules.
+// fetch handles a git or URL source: it checks the repository out
+// (gitadd.go) or downloads the file (checking --checksum), and reports
+// true. Other sources are left to COPY's rules.
 func (a *addOp) fetch(ctx context.Context, s *stageRun, src string) ([]match, bool, error) {
+	if g, ok, err := addGitSource(src); ok || err != nil {
+		if err != nil {
+			return nil, true, err
+		}
+		ms, err := a.fetchGit(ctx, s, g, src)
+		return ms, true, err
+	}
 	u, err := url.Parse(src)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		if a.checksum != "" {
@@ -124,7 +134,7 @@ func (a *addOp) download(ctx context.Context, src, file string) (time.Time, erro
 }
 
 // isArchive reports whether ADD extracts the local file p of src: a tar,
-// plain or compressed with gzip, zstd or bzip2 (or --unpack says so).
+// plain or compressed with gzip, bzip2, xz or zstd (or --unpack says so).
 func (a *addOp) isArchive(src *source, p string) bool {
 	if a.unpack != nil {
 		return *a.unpack
@@ -140,7 +150,8 @@ func (a *addOp) isArchive(src *source, p string) bool {
 	defer f.Close()
 	r, err := openArchive(f)
 	if err != nil {
-		return false
+		// An xz file that is broken is an error, not a file to copy.
+		return errors.Is(err, errXZCorrupt) || errors.Is(err, errXZDict)
 	}
 	defer r.Close()
 	_, err = tar.NewReader(r).Next()
@@ -152,11 +163,24 @@ func isRegular(p string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// openArchive decompresses r by its magic bytes.
-func openArchive(r io.Reader) (io.ReadCloser, error) {
-	br := bufio.NewReader(r)
-	if magic, _ := br.Peek(3); bytes.Equal(magic, []byte("BZh")) {
+// openArchive decompresses f by its magic bytes: gzip, bzip2, xz or
+// zstd, as docker does.
+func openArchive(f *os.File) (io.ReadCloser, error) {
+	br := bufio.NewReader(f)
+	magic, _ := br.Peek(len(xzMagic))
+	switch {
+	case bytes.HasPrefix(magic, []byte("BZh")):
 		return io.NopCloser(bzip2.NewReader(br)), nil
+	case bytes.Equal(magic, xzMagic):
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		r, err := openXZ(f, fi.Size())
+		if err != nil {
+			return nil, err
+		}
+		return io.NopCloser(bufio.NewReaderSize(r, 64<<10)), nil
 	}
 	rc, _, err := compression.Decompress(br)
 	return rc, err

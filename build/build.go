@@ -83,6 +83,9 @@ type Request struct {
 	Compression layer.Compression
 	// Secrets maps a RUN --mount=type=secret id to the host file holding it.
 	Secrets map[string]string
+	// SSH maps a RUN --mount=type=ssh id to the agent it forwards
+	// (SSHSocket, SSHKeys).
+	SSH map[string]SSHAgent
 	// PullAlways fetches every base image again, even when the store has
 	// it (docker build --pull), so that a moved tag is followed.
 	PullAlways bool
@@ -142,12 +145,14 @@ func (b *Builder) Build(ctx context.Context, req Request) (Result, error) {
 	defer removeAll(tmp)
 	r := &buildRun{
 		b: b, req: req, plan: p, context: bctx, tmp: tmp,
-		rootless: os.Geteuid() != 0,
-		progress: &progress{w: b.Progress},
-		images:   map[string]*lazy[*source]{},
-		bases:    map[string]*lazy[*baseImage]{},
-		usedArgs: map[string]bool{},
+		rootless:   os.Geteuid() != 0,
+		progress:   &progress{w: b.Progress},
+		images:     map[string]*lazy[*source]{},
+		bases:      map[string]*lazy[*baseImage]{},
+		usedArgs:   map[string]bool{},
+		gitCommits: map[string]gitCommit{},
 	}
+	defer r.closeGit()
 	if r.progress.w == nil {
 		r.progress.w = io.Discard
 	}
@@ -194,14 +199,20 @@ type buildRun struct {
 	fetchFrom map[digest.Digest]CacheSource
 
 	// mu guards what the stages, building at once, share (parallel.go).
-	mu       sync.Mutex
-	futures  []*stageFuture               // by stage index
-	waiting  map[int]int                  // stage → the stage it waits for, to catch cycles
-	images   map[string]*lazy[*source]    // images COPY --from names
-	bases    map[string]*lazy[*baseImage] // images FROM or COPY --from names, resolved (or pulled) once
-	usedArgs map[string]bool              // --build-args some ARG consumed
-	touched  []touched                    // the records this build used or made, for --cache-to
-	ran      int                          // steps run, not cached
+	mu         sync.Mutex
+	futures    []*stageFuture               // by stage index
+	waiting    map[int]int                  // stage → the stage it waits for, to catch cycles
+	images     map[string]*lazy[*source]    // images COPY --from names
+	bases      map[string]*lazy[*baseImage] // images FROM or COPY --from names, resolved (or pulled) once
+	usedArgs   map[string]bool              // --build-args some ARG consumed
+	gitCommits map[string]gitCommit         // what git sources' refs name (gitadd.go)
+	// gitOnce makes the environment ADD runs git in (gitadd.go).
+	gitOnce  sync.Once
+	gitEnv   []string
+	gitErr   error
+	gitAgent *sshListener
+	touched  []touched // the records this build used or made, for --cache-to
+	ran      int       // steps run, not cached
 }
 
 func (r *buildRun) build(ctx context.Context) (Result, error) {

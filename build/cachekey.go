@@ -249,12 +249,21 @@ func (s *stageRun) runKey(ctx context.Context, c *instructions.RunCommand) (dige
 
 // copyKey is the key of a COPY or ADD: the instruction (expanded), the
 // key of the stage or image it copies from, or the digest of the context
-// files it copies. It reports false for an ADD of a URL without
-// --checksum, whose content is only known once downloaded.
+// files it copies, and for an ADD of a git repository, the commit its
+// ref names. It reports false for an ADD of a URL without --checksum,
+// whose content is only known once downloaded.
 func (s *stageRun) copyKey(ctx context.Context, c instructions.Command, from *source, srcs, excludes []string, checksum string) (digest.Digest, bool, error) {
 	if from.key != "" {
 		k, err := chainKey(s.key, c.Name(), c, from.key)
 		return k, true, err
+	}
+	var gits []gitKey
+	if add, ok := c.(*instructions.AddCommand); ok {
+		var err error
+		a := &addOp{checksum: checksum, keepGitDir: add.KeepGitDir}
+		if gits, srcs, err = s.addGitKeys(ctx, a, srcs); err != nil {
+			return "", false, err
+		}
 	}
 	var local []string
 	for _, src := range srcs {
@@ -269,6 +278,10 @@ func (s *stageRun) copyKey(ctx context.Context, c instructions.Command, from *so
 	files, err := s.r.filesDigest(ctx, &s.files, from, local, excludes)
 	if err != nil {
 		return "", false, err
+	}
+	if len(gits) > 0 {
+		k, err := chainKey(s.key, c.Name(), c, files, gits)
+		return k, true, err
 	}
 	k, err := chainKey(s.key, c.Name(), c, files)
 	return k, true, err

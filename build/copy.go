@@ -145,6 +145,9 @@ func (s *stageRun) copy(ctx context.Context, op copyOp) error {
 		return err
 	}
 	for _, m := range matches {
+		if m.src != nil {
+			c.from = m.src // a git checkout has no .dockerignore
+		}
 		if err := c.copyMatch(m, dest, destDir, op.parents); err != nil {
 			return err
 		}

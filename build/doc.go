@@ -8,7 +8,10 @@
 // instruction: COPY and ADD write files into the stage's root filesystem and
 // straight into a layer; RUN runs through an Executor (rootless namespaces,
 // provided by the caller) and its changes become a layer through a snapshot
-// diff; the other instructions change the image config. Images are
+// diff; the other instructions change the image config. It owns the
+// sources a build reads besides the context: git repositories (git.go,
+// through the git command) and the ssh agents RUN --mount=type=ssh
+// forwards (ssh.go). Images are
 // assembled with package manifest and written into a store.Store.
 //
 // It owns the build cache too: every step has a key (cachekey.go) that

@@ -24,11 +24,15 @@ type mounter struct {
 	mounts  []Mount
 	created []string   // host paths made as mount points, parents first
 	locks   []*os.File // cache locks held for the run
+	// agents serve the RUN's ssh mounts; sshMounts counts them.
+	agents    []*sshListener
+	sshMounts int
 }
 
 func newMounter(s *stageRun) *mounter { return &mounter{s: s} }
 
-// add prepares one --mount. Secrets with env= go into env instead.
+// add prepares one --mount. Secrets with env= go into env instead, and
+// an ssh mount may set SSH_AUTH_SOCK there.
 func (m *mounter) add(ctx context.Context, mnt *instructions.Mount, env *[]string) error {
 	target := mnt.Target
 	if target != "" && !path.IsAbs(target) {
@@ -55,6 +59,8 @@ func (m *mounter) add(ctx context.Context, mnt *instructions.Mount, env *[]strin
 		return m.mount(Mount{Type: "tmpfs", Target: target}, true)
 	case instructions.MountTypeSecret:
 		return m.secret(mnt, target, env)
+	case instructions.MountTypeSSH:
+		return m.ssh(ctx, mnt, target, env)
 	}
 	return fmt.Errorf("--mount=type=%s is not supported", mnt.Type)
 }
@@ -294,6 +300,10 @@ func (m *mounter) removeTargets() error {
 }
 
 func (m *mounter) cleanup() {
+	for _, a := range m.agents {
+		a.close()
+	}
+	m.agents = nil
 	_ = m.removeTargets()
 	for _, f := range m.locks {
 		f.Close() // releases the flock

@@ -7,8 +7,12 @@ need=""
 # with it. zstd: the layer tests check that the zstd tool decodes layers.
 # umoci: an independent reader of imported images. busybox-static: the
 # run and build tests make their images from it. uidmap: newuidmap and
-# newgidmap, for the subordinate-id path of imgtool run.
-for pkg in skopeo zstd umoci busybox-static uidmap; do
+# newgidmap, for the subordinate-id path of imgtool run. xz-utils: the
+# ADD tests make xz archives with an encoder other than the decoder's.
+# git: git build contexts and ADD of repositories run it, and the tests
+# serve repositories with git daemon and git http-backend.
+# openssh-client: ssh-agent, ssh-add and ssh-keygen for the --ssh tests.
+for pkg in skopeo zstd umoci busybox-static uidmap xz-utils git openssh-client; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 # Ceph's mon, OSD and RADOS Gateway (and curl): the S3 tests run the

@@ -34,6 +34,7 @@ type buildOptions struct {
 	push         bool
 	noCache      bool
 	secrets      []string
+	ssh          []string
 	quiet        bool
 	pull         bool
 	secretSpecs  []secretSpec
@@ -43,12 +44,16 @@ type buildOptions struct {
 func newBuildCmd(o *globalOptions) *cobra.Command {
 	var opts buildOptions
 	cmd := &cobra.Command{
-		Use:   "build [flags] PATH",
+		Use:   "build [flags] PATH|GIT-URL",
 		Short: "Build an image from a Dockerfile, without a daemon and without root",
 		Long: `Build the image a Dockerfile describes, with PATH as the build context, into the
 local store, and name it with every -t. The Dockerfile is PATH/Dockerfile unless -f
 names another (-f - reads it from standard input); PATH/.dockerignore, or
 <Dockerfile>.dockerignore beside it, leaves files out of the context as in docker.
+
+PATH may be a git repository instead, as in docker: https://host/repo.git#REF:SUBDIR,
+git@host:repo.git#REF, git://..., or file:///repo for a local one; -f is then a
+path inside it.
 
 Stages the target (--target, default the last) does not need are not built. RUN
 runs in new user, mount and pid namespaces, without root. Layers are zstd-compressed by
@@ -69,7 +74,9 @@ type=local,dest=DIR (or just DIR) and type=tar,dest=FILE (or - for standard outp
 		Example: `  imgtool build -t app:1 .
   imgtool build -f build/Dockerfile --target runtime --build-arg VERSION=1.2 -t app:1 .
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) imgtool build -t reg.example/app:1 --push .
+  imgtool build -t app:1 https://github.com/example/app.git#v1.2:docker
   imgtool build -o type=oci-archive,dest=app.tar --iidfile app.id .
+  imgtool build --ssh default -t app:1 .      # RUN --mount=type=ssh gets the agent at $SSH_AUTH_SOCK
   imgtool build --cache-to type=registry,ref=reg.example/app:cache,mode=max --cache-from reg.example/app:cache -t app:1 .`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -93,6 +100,7 @@ type=local,dest=DIR (or just DIR) and type=tar,dest=FILE (or - for standard outp
 	f.BoolVar(&opts.noCache, "no-cache", false, "run every step instead of taking it from the build cache (the results are still cached)")
 	opts.cache.register(f)
 	f.StringArrayVar(&opts.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)")
+	f.StringArrayVar(&opts.ssh, "ssh", nil, "ssh agent for RUN --mount=type=ssh: default (the agent at $SSH_AUTH_SOCK), ID=SOCKET or ID=KEYFILE[,KEYFILE...] (repeatable)")
 	f.BoolVar(&opts.pull, "pull", false, "pull base images again even when the store has them")
 	f.BoolVarP(&opts.quiet, "quiet", "q", false, "print only the image digest (same as --progress quiet)")
 	return cmd
@@ -100,6 +108,21 @@ type=local,dest=DIR (or just DIR) and type=tar,dest=FILE (or - for standard outp
 
 // build runs one imgtool build: parse the flags, build, name, export.
 func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *buildOptions) error {
+	var progress io.Writer = os.Stderr
+	if opts.quiet || o.progress == "quiet" {
+		progress = io.Discard
+	}
+	gitDir, cleanupGit, err := gitContext(cmd.Context(), contextDir, filepath.Join(o.root, "tmp"), progress)
+	defer cleanupGit()
+	if err != nil {
+		return err
+	}
+	if gitDir != contextDir {
+		contextDir = gitDir
+		if opts.file, err = inContext(contextDir, opts.file); err != nil {
+			return err
+		}
+	}
 	req, err := opts.request(contextDir)
 	if err != nil {
 		return err
@@ -221,6 +244,9 @@ func (opts *buildOptions) request(contextDir string) (build.Request, error) {
 		return req, err
 	}
 	if opts.secretSpecs, err = parseSecrets(opts.secrets); err != nil {
+		return req, err
+	}
+	if req.SSH, err = sshAgents(opts.ssh); err != nil {
 		return req, err
 	}
 	return req, readDockerfile(&req, opts.file)

@@ -46,6 +46,9 @@ func parseOutputs(list []string) ([]output, error) {
 			}
 			attrs[k] = v
 		}
+		if err := checkOutputAttrs(s, attrs); err != nil {
+			return nil, err
+		}
 		var loc transport.Location
 		switch attrs["type"] {
 		case "local", "tar":
@@ -88,6 +91,22 @@ func parseOutputs(list []string) ([]output, error) {
 		out = append(out, output{loc: loc})
 	}
 	return out, nil
+}
+
+// checkOutputAttrs refuses the attributes imgtool does not act on,
+// rather than ignoring them: buildx's compression=gzip, silently
+// ignored, would give zstd layers to a client that cannot read them.
+func checkOutputAttrs(s string, attrs map[string]string) error {
+	for k := range attrs {
+		switch k {
+		case "type", "dest", "name", "push":
+		case "compression", "compression-level", "force-compression":
+			return fmt.Errorf("--output %q: layers are compressed once, as they are built: give --compression zstd|gzip|none instead of %s=", s, k)
+		default:
+			return fmt.Errorf("--output %q: unknown attribute %q; imgtool takes type, dest, name and push", s, k)
+		}
+	}
+	return nil
 }
 
 // exportBuild copies the built image from the store to out. Layouts and

@@ -95,4 +95,11 @@ func TestBuildOutputs(t *testing.T) {
 	}
 	c.fail(2, "build", "--push", dir)
 	c.fail(2, "build", "-o", "type=oci", dir)
+	// An attribute imgtool would not act on is an error, not ignored.
+	if line := c.fail(2, "build", "-o", "type=oci-archive,dest=x.tar,compression=gzip", dir); !strings.Contains(line, "--compression zstd|gzip|none") {
+		t.Errorf("--output compression=gzip: %s", line)
+	}
+	if line := c.fail(2, "build", "-o", "type=oci,dest=x,tar=false", dir); !strings.Contains(line, `unknown attribute "tar"`) {
+		t.Errorf("--output tar=false: %s", line)
+	}
 }

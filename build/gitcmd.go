@@ -1,0 +1,97 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+)
+
+// maxGitOutput bounds what is kept of a git command's output (ls-remote
+// of a hostile server may be endless); errors keep the end of stderr.
+const maxGitOutput = 1 << 20
+
+func (g GitSource) git(ctx context.Context, dir string, args ...string) ([]byte, error) {
+	return runGit(ctx, dir, g.env, args...)
+}
+
+// runGit runs git in dir, with env added to the environment, with no terminal to prompt on (GIT_TERMINAL_PROMPT=0,
+// and a session of its own so that ssh cannot open /dev/tty either), and
+// never the ext:: transport, whatever the user's git config says. The
+// user's config and credential helpers apply otherwise, as for docker
+// build.
+func runGit(ctx context.Context, dir string, env []string, args ...string) ([]byte, error) {
+	if _, err := exec.LookPath("git"); err != nil {
+		return nil, errors.New("git sources need the git command: install it (Debian: apt-get install git)")
+	}
+	cmd := exec.CommandContext(ctx, "git", append([]string{"-c", "protocol.ext.allow=never"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C"), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	stdout := &boundedBuffer{max: maxGitOutput}
+	stderr := &boundedBuffer{max: 4 << 10, tail: true}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// git's message, on one line: the error is the last line users see.
+		msg := strings.Join(strings.Fields(stderr.String()), " ")
+		if msg == "" {
+			return nil, fmt.Errorf("git %s: %w", gitVerb(args), err)
+		}
+		return nil, fmt.Errorf("git %s: %s", gitVerb(args), redactAll(msg))
+	}
+	return stdout.Bytes(), nil
+}
+
+// gitVerb is the git command args run, after any -c NAME=VALUE.
+func gitVerb(args []string) string {
+	for len(args) > 1 && args[0] == "-c" {
+		args = args[2:]
+	}
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
+}
+
+// redactAll hides passwords of URLs in git's messages.
+func redactAll(msg string) string {
+	words := strings.Fields(msg)
+	for _, w := range words {
+		w = strings.Trim(w, `'".,:`)
+		if r := redact(w); r != w {
+			msg = strings.ReplaceAll(msg, w, r)
+		}
+	}
+	return msg
+}
+
+// boundedBuffer keeps at most max bytes: the first, or with tail the
+// last.
+type boundedBuffer struct {
+	bytes.Buffer
+	max  int
+	tail bool
+}
+
+func (b *boundedBuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	if b.tail {
+		b.Buffer.Write(p)
+		if over := b.Len() - b.max; over > 0 {
+			b.Next(over)
+		}
+		return n, nil
+	}
+	if room := b.max - b.Len(); room < len(p) {
+		p = p[:max(room, 0)]
+	}
+	b.Buffer.Write(p)
+	return n, nil
+}

@@ -1,0 +1,170 @@
+package main_test
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// gitRun runs git in dir with a fixed identity and date.
+func gitRun(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t",
+		"GIT_COMMITTER_EMAIL=t@example.com", "GIT_AUTHOR_DATE=2021-01-02T03:04:05Z", "GIT_COMMITTER_DATE=2021-01-02T03:04:05Z",
+		"GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s (the tests need git)", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// gitDaemon serves the bare repositories under dir over git:// on
+// 127.0.0.1: git daemon --inetd as uid (git serves only repositories its
+// user owns), one process a connection accepted here.
+func gitDaemon(t *testing.T, dir string, uid int) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			f, err := conn.(*net.TCPConn).File()
+			conn.Close()
+			if err != nil {
+				continue
+			}
+			cmd := asUser(exec.Command("git", "daemon", "--inetd", "--export-all", "--base-path="+dir, dir), uid)
+			cmd.Env = append(os.Environ(), "HOME="+dir)
+			cmd.Stdin, cmd.Stdout = f, f
+			if cmd.Start() != nil {
+				f.Close()
+				continue
+			}
+			go func() { cmd.Wait(); f.Close() }()
+		}
+	}()
+	return "git://" + l.Addr().String()
+}
+
+// TestBuildGit: imgtool build takes a git repository as its context
+// (git:// and file://, a subdirectory, -f inside it), whose Dockerfile
+// ADDs another ref of a repository and extracts an xz tarball, as root
+// and as uid 65534; both transports give the same image; a bad ref, an
+// unreachable server or a -f that leads out of the repository fail
+// clearly and change nothing.
+func TestBuildGit(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Fatal("needs root to build as root and as uid 65534: run the suite as root (CI does: sudo make test)")
+	}
+	for _, tc := range []struct {
+		name string
+		uid  int
+	}{{"root", 0}, {"uid 65534", nobody}} {
+		t.Run(tc.name, func(t *testing.T) { testBuildGit(t, tc.uid) })
+	}
+}
+
+func testBuildGit(t *testing.T, uid int) {
+	c := newCLI(t)
+	busyboxBase(t, c)
+	base := t.TempDir()
+	for _, p := range []string{base, filepath.Dir(base), filepath.Dir(binary)} {
+		os.Chmod(p, 0o755)
+	}
+	served := filepath.Join(base, "served")
+	work := filepath.Join(base, "work")
+	daemon := gitDaemon(t, served, uid)
+	writeContext(t, work, map[string]string{
+		"README": "tagged\n",
+		"app/Dockerfile": "FROM base:1\nCOPY hello.txt /hello.txt\n" +
+			"ADD " + daemon + "/repo.git#v1 /src\nADD bundle.tar.xz /opt/\n",
+		"app/alt.Dockerfile":  "FROM base:1\nCOPY hello.txt /alt.txt\n",
+		"app/hello.txt":       "hello from git\n",
+		"app/.dockerignore":   "ignored.txt\n",
+		"app/ignored.txt":     "never\n",
+		"app/bundle/pkg/file": "from the xz tarball\n",
+	})
+	if out, err := exec.Command("tar", "-C", filepath.Join(work, "app/bundle"), "-cJf", filepath.Join(work, "app/bundle.tar.xz"), "pkg").CombinedOutput(); err != nil {
+		t.Fatalf("tar -J (the tests need xz-utils): %v\n%s", err, out)
+	}
+	os.RemoveAll(filepath.Join(work, "app/bundle"))
+	gitRun(t, work, "init", "-q", "-b", "main")
+	gitRun(t, work, "add", ".")
+	gitRun(t, work, "commit", "-q", "-m", "one")
+	gitRun(t, work, "tag", "v1")
+	writeContext(t, work, map[string]string{"README": "main\n"})
+	gitRun(t, work, "commit", "-q", "-am", "two")
+	gitRun(t, base, "clone", "-q", "--bare", work, filepath.Join(served, "repo.git"))
+
+	chownTree(t, base, uid)
+	if uid != 0 {
+		chownTree(t, c.root, uid)
+		c.uid = uid
+		c.env = append(c.env, "HOME="+base)
+	}
+	c.env = append(c.env, "SOURCE_DATE_EPOCH=1700000000")
+	before := c.images()
+	overDaemon := strings.TrimSpace(c.ok("build", "-t", "git:1", daemon+"/repo.git#main:app"))
+	fromFile := strings.TrimSpace(c.ok("build", "-t", "git:2", "file://"+filepath.Join(served, "repo.git")+"#main:app"))
+	if overDaemon != fromFile {
+		t.Errorf("git:// gave %s, file:// %s", overDaemon, fromFile)
+	}
+	c.ok("build", "-t", "git:alt", "-f", "alt.Dockerfile", "file://"+filepath.Join(served, "repo.git")+"#main:app")
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{daemon + "/repo.git#nope"}, `no branch or tag "nope"`},
+		{[]string{daemon + "/missing.git"}, "git ls-remote"},
+		{[]string{"-f", "../../../../../../../../etc/hostname", daemon + "/repo.git#main:app"}, "read Dockerfile"},
+		{[]string{daemon + "/repo.git#main:nowhere"}, "nowhere is not a directory"},
+	} {
+		if line := c.fail(1, append([]string{"build", "-t", "bad:1"}, tc.args...)...); !strings.Contains(line, tc.want) {
+			t.Errorf("build %v: %s, want %q", tc.args, line, tc.want)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(c.root, "tmp")); len(entries) != 0 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+	if after := c.images(); len(after) != len(before)+3 {
+		t.Errorf("images after the builds: %v", after)
+	}
+
+	// Read as root: the export's temporary directory is the test's.
+	c.uid = 0
+	files := exportFiles(t, c, "git:1")
+	for p, want := range map[string]string{
+		"hello.txt":         "hello from git\n",
+		"src/README":        "tagged\n",
+		"opt/pkg/file":      "from the xz tarball\n",
+		"src/app/hello.txt": "hello from git\n",
+	} {
+		if h := files[p]; h == nil || h.Linkname != want {
+			t.Errorf("%s: %+v, want %q", p, h, want)
+		}
+	}
+	if _, ok := files["src/.git"]; ok {
+		t.Error("ADD of a git repository kept .git")
+	}
+	if h := exportFiles(t, c, "git:alt")["alt.txt"]; h == nil {
+		t.Error("-f alt.Dockerfile inside the git context was not used")
+	}
+}
