@@ -68,7 +68,9 @@ func TestInteropCrane(t *testing.T) {
 		t.Errorf("crane ls after tag: %v", got)
 	}
 	mutated := run("mutate", reg+"/crane/app:1", "--label", "interop=crane", "-t", reg+"/crane/app:2")
-	var cfg struct{ Config struct{ Labels map[string]string } }
+	var cfg struct {
+		Config struct{ Labels map[string]string }
+	}
 	if err := json.Unmarshal([]byte(run("config", mutated)), &cfg); err != nil || cfg.Config.Labels["interop"] != "crane" {
 		t.Errorf("crane mutate: config labels %v (%v)", cfg.Config.Labels, err)
 	}
