@@ -121,35 +121,44 @@ func debTool(t *testing.T, program, pkg string) string {
 	return p
 }
 
-// runTool runs a client program with env added to the test's environment
-// and returns its standard output; a failure shows the output and the
-// registry's log.
-func runTool(t *testing.T, srv *server, env []string, exe string, args ...string) string {
-	t.Helper()
-	out, err := toolCmd(env, exe, args...).Output()
+// client runs one client program for a test.
+type client struct {
+	t   *testing.T
+	srv *server // whose log a failure shows
+	exe string
+	env []string // added to the test's environment
+	dir string   // working directory, if not the test's
+}
+
+// run runs the program and returns its standard output; a failure shows
+// the output and the registry's log.
+func (c client) run(args ...string) string {
+	c.t.Helper()
+	out, err := c.cmd(args...).Output()
 	if err != nil {
 		stderr := ""
 		if ee, ok := err.(*exec.ExitError); ok {
 			stderr = string(ee.Stderr)
 		}
-		t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s\nregistry log (tail):\n%s", filepath.Base(exe), strings.Join(args, " "), err, out, stderr, tail(srv.stderr(), 20))
+		c.t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s\nregistry log (tail):\n%s", filepath.Base(c.exe), strings.Join(args, " "), err, out, stderr, tail(c.srv.stderr(), 20))
 	}
 	return string(out)
 }
 
-// failTool runs a client program that must fail and returns its output.
-func failTool(t *testing.T, env []string, exe string, args ...string) string {
-	t.Helper()
-	out, err := toolCmd(env, exe, args...).CombinedOutput()
+// fail runs the program, which must fail, and returns its output.
+func (c client) fail(args ...string) string {
+	c.t.Helper()
+	out, err := c.cmd(args...).CombinedOutput()
 	if err == nil {
-		t.Fatalf("%s %s succeeded, want failure:\n%s", filepath.Base(exe), strings.Join(args, " "), out)
+		c.t.Fatalf("%s %s succeeded, want failure:\n%s", filepath.Base(c.exe), strings.Join(args, " "), out)
 	}
 	return string(out)
 }
 
-func toolCmd(env []string, exe string, args ...string) *exec.Cmd {
-	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), env...)
+func (c client) cmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(c.exe, args...)
+	cmd.Env = append(os.Environ(), c.env...)
+	cmd.Dir = c.dir
 	return cmd
 }
 

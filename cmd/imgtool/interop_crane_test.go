@@ -20,13 +20,12 @@ import (
 // makes on the fly, copies, tags, mutates, indexes, lists, deletes, and
 // pulls back to an OCI layout that imgtool reads with the same digest.
 func TestInteropCrane(t *testing.T) {
-	crane := goTool(t, cranePkg, "")
 	srv := startRegistry(t, t.TempDir())
 	reg := srv.addr
-	env := []string{"DOCKER_CONFIG=" + t.TempDir()}
+	crane := client{t: t, srv: srv, exe: goTool(t, cranePkg, ""), env: []string{"DOCKER_CONFIG=" + t.TempDir()}}
 	run := func(args ...string) string {
 		t.Helper()
-		return strings.TrimSpace(runTool(t, srv, env, crane, args...))
+		return strings.TrimSpace(crane.run(args...))
 	}
 
 	// imgtool pushes; crane reads the manifest, every blob and the files.
@@ -36,14 +35,14 @@ func TestInteropCrane(t *testing.T) {
 	if got := run("digest", reg+"/imgtool/bb:1"); got != bb {
 		t.Fatalf("crane digest: %s, imgtool pushed %s", got, bb)
 	}
-	if got := digest.FromString(runTool(t, srv, env, crane, "manifest", reg+"/imgtool/bb@"+bb)).String(); got != bb {
+	if got := digest.FromString(crane.run("manifest", reg+"/imgtool/bb@"+bb)).String(); got != bb {
 		t.Errorf("crane manifest by digest hashes to %s, want %s", got, bb)
 	}
 	busybox, err := os.ReadFile("/bin/busybox")
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := runTool(t, srv, env, crane, "export", reg+"/imgtool/bb:1", "-")
+	files := crane.run("export", reg+"/imgtool/bb:1", "-")
 	if got := tarFile(t, files, "bin/busybox"); !bytes.Equal(got, busybox) {
 		t.Errorf("crane export: bin/busybox has %d bytes, want %d", len(got), len(busybox))
 	}
@@ -107,7 +106,7 @@ func TestInteropCrane(t *testing.T) {
 
 	// Deleting the copy by digest removes its tags, not the original.
 	run("delete", reg+"/crane/copy@"+app)
-	if out := failTool(t, env, crane, "manifest", reg+"/crane/copy:1"); !strings.Contains(out, "MANIFEST_UNKNOWN") {
+	if out := crane.fail("manifest", reg+"/crane/copy:1"); !strings.Contains(out, "MANIFEST_UNKNOWN") {
 		t.Errorf("manifest after delete: %s", out)
 	}
 	if got := run("ls", reg+"/crane/copy"); got != "" {
