@@ -7,9 +7,9 @@ need=""
 # with it. zstd: the layer tests check that the zstd tool decodes layers.
 # umoci: an independent reader of imported images. busybox-static: the
 # run and build tests make their images from it. uidmap: newuidmap and
-# newgidmap, for the subordinate-id path of imgtool run. podman: a
-# client of the registry in the interop tests.
-for pkg in skopeo zstd umoci busybox-static uidmap podman; do
+# newgidmap, for the subordinate-id path of imgtool run. podman and
+# containerd (with ctr): clients of the registry in the interop tests.
+for pkg in skopeo zstd umoci busybox-static uidmap podman containerd; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 # Ceph's mon, OSD and RADOS Gateway (and curl): the S3 tests run the
