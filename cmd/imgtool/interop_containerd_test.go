@@ -17,18 +17,9 @@ import (
 // layers, a Docker v2 schema 2 image and an index, each unpacked and
 // checked; then ctr pushes a retagged image back.
 func TestInteropContainerd(t *testing.T) {
-	ctrExe := debTool(t, "ctr", "containerd")
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root to run containerd (it mounts snapshots); run the suite as root (CI does: sudo make test)")
-	}
 	srv := startRegistry(t, t.TempDir())
 	reg := srv.addr
-	sock := startContainerd(t, debTool(t, "containerd", "containerd"), ctrExe)
-	ctr := client{t: t, srv: srv, exe: ctrExe}
-	run := func(args ...string) string {
-		t.Helper()
-		return ctr.run(append([]string{"--address", sock, "--namespace", "interop"}, args...)...)
-	}
+	run := ctrClient(t, srv)
 
 	// Three shapes of image: imgtool's own push (OCI, zstd), a Docker v2
 	// schema 2 copy made by skopeo (gzip) and an index made by crane.
@@ -71,6 +62,22 @@ func TestInteropContainerd(t *testing.T) {
 	run("images", "push", "--plain-http", reg+"/ctr/zstd:1")
 	if got := manifestDigest(t, reg, "ctr/zstd", "1"); got != want[reg+"/imgtool/zstd:1"] {
 		t.Errorf("ctr push: the registry serves %s, want %s", got, want[reg+"/imgtool/zstd:1"])
+	}
+}
+
+// ctrClient starts containerd for the test and returns a runner of ctr
+// commands against it.
+func ctrClient(t *testing.T, srv *server) func(args ...string) string {
+	t.Helper()
+	exe := debTool(t, "ctr", "containerd")
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root to run containerd (it mounts snapshots); run the suite as root (CI does: sudo make test)")
+	}
+	sock := startContainerd(t, debTool(t, "containerd", "containerd"), exe)
+	ctr := client{t: t, srv: srv, exe: exe}
+	return func(args ...string) string {
+		t.Helper()
+		return ctr.run(append([]string{"--address", sock, "--namespace", "interop"}, args...)...)
 	}
 }
 

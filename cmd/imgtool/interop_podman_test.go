@@ -18,30 +18,9 @@ import (
 // directory (vfs: no overlay mounts inside a CI container), so neither the
 // host's images nor its configuration take part.
 func TestInteropPodman(t *testing.T) {
-	exe := debTool(t, "podman", "podman")
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root: podman runs with a private store of its own here; run the suite as root (CI does: sudo make test)")
-	}
 	srv := startRegistry(t, t.TempDir())
 	reg := srv.addr
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "storage.conf")
-	storage := "[storage]\ndriver = \"vfs\"\ngraphroot = \"" + dir + "/root\"\nrunroot = \"" + dir + "/run\"\n"
-	auth := filepath.Join(dir, "auth.json") // podman wants it to exist
-	if err := os.WriteFile(conf, []byte(storage), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(auth, []byte("{}"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	podman := client{t: t, srv: srv, exe: exe, env: []string{
-		"HOME=" + dir, "CONTAINERS_STORAGE_CONF=" + conf, "REGISTRY_AUTH_FILE=" + auth}}
-	run := func(args ...string) string {
-		t.Helper()
-		base := []string{"--root", dir + "/root", "--runroot", dir + "/run", "--storage-driver", "vfs",
-			"--cgroup-manager", "cgroupfs", "--events-backend", "none"}
-		return strings.TrimSpace(podman.run(append(base, args...)...))
-	}
+	run := podmanClient(t, srv)
 	// hasDigest tells whether podman's image named ref records that it is
 	// repo@digest. (Images with one config are one podman image, whatever
 	// their manifests: ask for the manifest digest of this repository.)
@@ -74,7 +53,7 @@ func TestInteropPodman(t *testing.T) {
 	}
 	digests := map[string]string{}
 	for _, f := range formats {
-		digestFile := filepath.Join(dir, "digest")
+		digestFile := filepath.Join(t.TempDir(), "digest")
 		run("push", "--tls-verify=false", "--format", f.format, "--digestfile", digestFile,
 			reg+"/imgtool/"+f.source+":1", reg+"/"+f.repo+":1")
 		raw, err := os.ReadFile(digestFile)
@@ -103,5 +82,39 @@ func TestInteropPodman(t *testing.T) {
 		if got := strings.TrimSpace(c2.ok("pull", ref)); got != digests[f.repo] {
 			t.Errorf("imgtool pull %s: %s", ref, got)
 		}
+	}
+}
+
+// podmanClient returns a runner of podman as root over a store of its
+// own in a temporary directory, with no configuration from the host.
+func podmanClient(t *testing.T, srv *server) func(args ...string) string {
+	t.Helper()
+	exe := debTool(t, "podman", "podman")
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root: podman runs with a private store of its own here; run the suite as root (CI does: sudo make test)")
+	}
+	// podman refuses a runroot path longer than 50 characters, which a
+	// subtest's t.TempDir() can be.
+	dir, err := os.MkdirTemp("", "podman-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	conf := filepath.Join(dir, "storage.conf")
+	storage := "[storage]\ndriver = \"vfs\"\ngraphroot = \"" + dir + "/root\"\nrunroot = \"" + dir + "/run\"\n"
+	auth := filepath.Join(dir, "auth.json") // podman wants it to exist
+	if err := os.WriteFile(conf, []byte(storage), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(auth, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	podman := client{t: t, srv: srv, exe: exe, env: []string{
+		"HOME=" + dir, "CONTAINERS_STORAGE_CONF=" + conf, "REGISTRY_AUTH_FILE=" + auth}}
+	base := []string{"--root", dir + "/root", "--runroot", dir + "/run", "--storage-driver", "vfs",
+		"--cgroup-manager", "cgroupfs", "--events-backend", "none"}
+	return func(args ...string) string {
+		t.Helper()
+		return strings.TrimSpace(podman.run(append(base, args...)...))
 	}
 }
