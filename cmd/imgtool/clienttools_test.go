@@ -59,11 +59,11 @@ func goTool(t *testing.T, pkg, version string) string {
 		return exe
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatalf("tools cache: %v", err)
+		t.Fatalf("tools cache: %v (set %s to a writable directory)", err, toolsEnv)
 	}
 	lock, err := os.OpenFile(final+".lock", os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		t.Fatalf("tools cache: %v", err)
+		t.Fatalf("tools cache: %v (set %s to a writable directory)", err, toolsEnv)
 	}
 	defer lock.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
