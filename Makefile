@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 BIN      := bin/imgtool
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@latest
 
-.PHONY: build test bench bench-build-peers lint demo deps fuzz clean
+.PHONY: build test interop bench bench-build-peers lint demo deps fuzz clean
 
 # scripts/build.sh embeds the container init (see internal/cmd/runner-init).
 build:
@@ -17,7 +17,10 @@ deps:
 
 test: deps
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 10m -skip '^(TestConformance$$|TestS3)' ./...
+	$(GO) test -race -count=1 -timeout 10m -skip '^(TestConformance$$|TestS3|TestInterop)' ./...
+	# Real clients against imgtool registry serve: crane, oras, podman and
+	# containerd's ctr (the Go ones are built once into /var/tmp/imgtool-tools).
+	$(GO) test -count=1 -timeout 10m -run '^TestInterop' -skip '^TestInteropCosign$$' -v ./cmd/imgtool
 	# The official OCI conformance suite against imgtool registry serve,
 	# verbose so that its pass count shows.
 	$(GO) test -count=1 -timeout 5m -run '^TestConformance$$' -v ./cmd/imgtool
@@ -26,6 +29,11 @@ test: deps
 	$(GO) test -count=1 -timeout 10m -run '^TestS3' -v ./cmd/imgtool
 	# A short bounded fuzz of the layer applier, which faces hostile input.
 	$(GO) test ./unpack -run '^$$' -fuzz FuzzApply -fuzztime 20s -fuzzminimizetime 1s
+
+# interop runs every client interop test, cosign too: its first build
+# takes about 10 minutes of CPU, too long for make test.
+interop: deps
+	$(GO) test -count=1 -timeout 30m -run '^TestInterop' -v ./cmd/imgtool
 
 bench: build
 	bash bench/transfer.sh

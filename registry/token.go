@@ -115,22 +115,23 @@ func (t *Tokens) verify(token string, now time.Time) (*tokenClaims, error) {
 }
 
 // allows reports whether the claims grant action on typ:name ("" typ asks
-// for no grant at all: any valid token will do).
+// for no grant at all: any valid token will do). A resource may be granted
+// in several entries, each with some of the actions (containerd asks for
+// "repository:x:pull" and "repository:x:pull,push" in one request): what
+// counts is their union.
 func (c *tokenClaims) allows(need tokenAccess) bool {
 	if need.Type == "" {
 		return true
 	}
-	for _, a := range c.Access {
-		if a.Type == need.Type && a.Name == need.Name {
-			for _, act := range need.Actions {
-				if !slices.Contains(a.Actions, act) && !slices.Contains(a.Actions, "*") {
-					return false
-				}
-			}
-			return true
+	for _, act := range need.Actions {
+		if !slices.ContainsFunc(c.Access, func(a tokenAccess) bool {
+			return a.Type == need.Type && a.Name == need.Name &&
+				(slices.Contains(a.Actions, act) || slices.Contains(a.Actions, "*"))
+		}) {
+			return false
 		}
 	}
-	return false
+	return slices.ContainsFunc(c.Access, func(a tokenAccess) bool { return a.Type == need.Type && a.Name == need.Name })
 }
 
 // parseScopes reads the token request's scope parameters

@@ -41,6 +41,23 @@ func TestTokenSignVerify(t *testing.T) {
 			t.Errorf("allows(%+v) = %v, want %v", tc.need, got, tc.want)
 		}
 	}
+	// One repository granted in two entries, as containerd's scopes ask
+	// for it: the actions add up.
+	split := &tokenClaims{Access: parseScopes([]string{"repository:x:pull", "repository:x:pull,push", "repository:y:pull"})}
+	for _, tc := range []struct {
+		need tokenAccess
+		want bool
+	}{
+		{tokenAccess{"repository", "x", []string{"push"}}, true},
+		{tokenAccess{"repository", "x", []string{"pull", "push"}}, true},
+		{tokenAccess{"repository", "x", []string{"delete"}}, false},
+		{tokenAccess{"repository", "y", []string{"pull", "push"}}, false},
+		{tokenAccess{"repository", "z", nil}, false},
+	} {
+		if got := split.allows(tc.need); got != tc.want {
+			t.Errorf("split grants: allows(%+v) = %v, want %v", tc.need, got, tc.want)
+		}
+	}
 	star := &tokenClaims{Access: []tokenAccess{{Type: "repository", Name: "x", Actions: []string{"*"}}}}
 	if !star.allows(tokenAccess{"repository", "x", []string{"delete"}}) {
 		t.Error(`"*" does not grant delete`)

@@ -12,7 +12,9 @@ need=""
 # git: git build contexts and ADD of repositories run it, and the tests
 # serve repositories with git daemon and git http-backend.
 # openssh-client: ssh-agent, ssh-add and ssh-keygen for the --ssh tests.
-for pkg in skopeo zstd umoci busybox-static uidmap xz-utils git openssh-client; do
+# podman and containerd (with ctr): clients of the registry in the
+# interop tests.
+for pkg in skopeo zstd umoci busybox-static uidmap xz-utils git openssh-client podman containerd; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 # Ceph's mon, OSD and RADOS Gateway (and curl): the S3 tests run the
