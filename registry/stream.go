@@ -7,11 +7,13 @@ import (
 )
 
 // bodyBufSize is how much of an upload body is gathered before it is
-// written and hashed. Reads from a chunked body return whatever one chunk
-// held (32 KiB from Go clients); writing pieces that small costs the
-// filesystem more per byte than writing 256 KiB ones, and an S3 part
-// fills in fewer appends. 64 uploads at once hold 16 MiB of buffers.
-const bodyBufSize = 256 << 10
+// written and hashed: whole 32 KiB pieces at 32 KiB offsets, whatever
+// sizes the body's reads return (a chunked body's reads end at its chunk
+// boundaries). Bigger pieces were no cheaper when measured (the bytes are
+// copied and hashed once either way), and they make the kernel fill
+// bigger page-cache folios, which sometimes cost several times more per
+// byte to fill on the 2-core VM bench/registry.sh ran on.
+const bodyBufSize = 32 << 10
 
 var bodyBufs = sync.Pool{New: func() any { b := make([]byte, bodyBufSize); return &b }}
 
