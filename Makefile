@@ -41,6 +41,7 @@ bench: build
 	bash bench/unpack.sh
 	bash bench/run.sh
 	bash bench/registry.sh
+	bash bench/registry-rss.sh
 	bash bench/build.sh
 
 # bench-build-peers times imgtool build beside buildah and BuildKit (issue

@@ -146,7 +146,7 @@ func (g *Registry) putBlob(ctx context.Context, name string, d ocispec.Descripto
 	if err != nil {
 		return fmt.Errorf("write blob %s: %w", d.Digest, err)
 	}
-	n, err := io.Copy(io.MultiWriter(fw, u.hash), ctxReader{ctx, r})
+	n, err := streamBody(fw, u.hash, ctxReader{ctx, r})
 	if err == nil {
 		err = fw.Commit(ctx)
 	}

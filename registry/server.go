@@ -2,6 +2,7 @@ package registry
 
 import (
 	"crypto/tls"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -206,3 +207,23 @@ func (l *logWriter) Write(p []byte) (int, error) {
 	l.bytes += int64(n)
 	return n, err
 }
+
+// ReadFrom keeps the ResponseWriter's own ReadFrom reachable through the
+// wrapper: given the *os.File the filesystem driver reads blobs from, it
+// sends them with sendfile(2) instead of copying every byte through user
+// space. Other sources (S3's response bodies) are copied as before.
+func (l *logWriter) ReadFrom(r io.Reader) (int64, error) {
+	l.wroteHeader = true
+	var n int64
+	var err error
+	if rf, ok := l.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{l.ResponseWriter}, r)
+	}
+	l.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (l *logWriter) Unwrap() http.ResponseWriter { return l.ResponseWriter }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -225,7 +224,7 @@ func (g *Registry) appendBody(w http.ResponseWriter, r *http.Request, u *upload,
 	var n int64
 	var copyErr error
 	if r.Body != nil && r.ContentLength != 0 {
-		n, copyErr = io.Copy(io.MultiWriter(fw, u.hash), r.Body)
+		n, copyErr = streamBody(fw, u.hash, r.Body)
 	}
 	var err error
 	if commit && copyErr == nil {

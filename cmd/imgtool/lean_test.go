@@ -1,7 +1,10 @@
 package main_test
 
 import (
+	"bufio"
 	"bytes"
+	"compress/gzip"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestLeanStartup checks the binary `make build` produces: its process
@@ -142,5 +146,60 @@ func TestLeanRegistryReadOnlyRoot(t *testing.T) {
 	// Neither the root nor a home is writable.
 	if out := run("HOME=/proc/nonexistent"); !strings.Contains(out, "serve") {
 		t.Errorf("help from memory:\n%s", out)
+	}
+}
+
+// TestLeanRegistryServeProfiles: with IMGTOOL_CPUPROFILE set, the full
+// imgtool that the lean one becomes serves (the profiling timer of the
+// lean process must not kill it) and writes the profile when it stops.
+// The timer fires at a random point, so a few servers are started.
+func TestLeanRegistryServeProfiles(t *testing.T) {
+	for range 4 {
+		serveProfiled(t)
+	}
+}
+
+func serveProfiled(t *testing.T) {
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	cmd := exec.Command(binary, "--root", t.TempDir(), "registry", "serve", "--addr", "127.0.0.1:0", "--access-log=false")
+	cmd.Env = append(os.Environ(), "IMGTOOL_CPUPROFILE="+prof)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		cmd.Wait()
+		t.Fatalf("registry serve printed no address: %v (%v)\n%s", err, cmd.ProcessState, errb.String())
+	}
+	// Long enough for profiling ticks to reach the server.
+	for deadline := time.Now().Add(200 * time.Millisecond); time.Now().Before(deadline); {
+		resp, err := http.Get("http://" + strings.TrimSpace(addr) + "/v2/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after SIGTERM: %v\n%s", err, errb.String())
+	}
+	f, err := os.Open(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("profile: %v", err)
+	}
+	if b, err := io.ReadAll(zr); err != nil || len(b) == 0 {
+		t.Fatalf("profile: %d bytes, %v", len(b), err)
 	}
 }

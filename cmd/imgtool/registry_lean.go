@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -39,6 +40,10 @@ func newRegistryCmd(o *globalOptions) *cobra.Command {
 		if ctx != nil && ctx.Err() != nil {
 			return fmt.Errorf("registry: %w", ctx.Err())
 		}
+		// A CPU profile's interval timer outlives exec and its SIGPROF
+		// would kill the full imgtool before it installs a handler; that
+		// imgtool profiles itself to IMGTOOL_CPUPROFILE instead.
+		pprof.StopCPUProfile()
 		err := registryExe.Exec(dirs, os.Args, os.Environ())
 		if !registryExe.Valid() {
 			err = fmt.Errorf("%w: build imgtool with scripts/build.sh (make build), or without -tags imgtool_lean", err)

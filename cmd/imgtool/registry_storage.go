@@ -16,6 +16,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	s3 "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
+	"github.com/imgtool/imgtool/internal/writebehind"
 	"github.com/spf13/pflag"
 )
 
@@ -100,7 +101,7 @@ func openStorage(ctx context.Context, o storageOptions, root string, mustExist b
 	if fi, err := os.Stat(dir); mustExist && (err != nil || !fi.IsDir()) {
 		return nil, "", fmt.Errorf("no registry data at %s (set --root or IMGTOOL_ROOT to the root imgtool registry serve uses)", dir)
 	}
-	return filesystem.New(filesystem.DriverParameters{RootDirectory: dir, MaxThreads: o.MaxThreads}), dir, nil
+	return writebehind.New(filesystem.DriverParameters{RootDirectory: dir, MaxThreads: o.MaxThreads}), dir, nil
 }
 
 func newFilesystemDriver(root string, maxThreads uint64) (storagedriver.StorageDriver, error) {
@@ -112,7 +113,7 @@ func newFilesystemDriver(root string, maxThreads uint64) (storagedriver.StorageD
 	if err != nil {
 		return nil, err
 	}
-	return filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: maxThreads}), nil
+	return writebehind.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: maxThreads}), nil
 }
 
 // unused refuses S3 settings given without --storage s3, which would
