@@ -170,7 +170,13 @@ type applier struct {
 		dir   string
 		fd    int
 		stale bool
+		// writable: writable found fd writable (or opened it up).
+		writable bool
+		// gid is the directory's group once fstat'ed, -1 before.
+		gid int
 	}
+	euid, egid int
+	buf        []byte // file content on its way from the tar to a file
 }
 
 type dirMeta struct {
@@ -183,8 +189,8 @@ func newApplier(root string, o Options) (*applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open root %s: %w", root, err)
 	}
-	a := &applier{root: fd, o: o, created: map[string]bool{}, walk: forceWalk.Load()}
-	a.cache.fd = -1
+	a := &applier{root: fd, o: o, created: map[string]bool{}, walk: forceWalk.Load(), euid: os.Geteuid(), egid: os.Getegid()}
+	a.cache.fd, a.cache.gid = -1, -1
 	return a, nil
 }
 
@@ -255,9 +261,6 @@ func (a *applier) entry(h *tar.Header, r io.Reader) error {
 		return err
 	}
 	if err := a.writable(parent, dir); err != nil {
-		return err
-	}
-	if err := a.clear(parent, base, h.Typeflag == tar.TypeDir); err != nil {
 		return err
 	}
 	if err := a.create(parent, dir, base, h, r); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"unsafe"
 
 	"github.com/imgtool/imgtool/internal/rootlesscontainers"
 	"golang.org/x/sys/unix"
@@ -49,11 +50,40 @@ func modeBits(m int64) os.FileMode {
 	return out
 }
 
-// owner chowns when the process may, and otherwise records the owner in
-// the user.rootlesscontainers xattr, which the layer writer reads back.
-func (a *applier) owner(parent int, base, rel string, h *tar.Header) error {
+// owner gives an entry this layer just made in the cached directory its
+// owner, skipping the chown when the entry already has it: it is made with
+// the process's euid, and its egid unless the directory's group differs
+// (a setgid directory, or a grpid mount, hands its own group down).
+func (a *applier) owner(parent int, base string, fd int, rel string, h *tar.Header) error {
+	if !a.o.Rootless && h.Uid == a.euid && h.Gid == a.egid && a.dirGid() == a.egid {
+		return nil
+	}
+	return a.chown(parent, base, fd, rel, h)
+}
+
+// dirGid is the group of the cached directory, -1 if it cannot be read.
+func (a *applier) dirGid() int {
+	if a.cache.gid < 0 {
+		var st unix.Stat_t
+		if unix.Fstat(a.cache.fd, &st) != nil {
+			return -1
+		}
+		a.cache.gid = int(st.Gid)
+	}
+	return a.cache.gid
+}
+
+// chown chowns parent/base (fd instead, when it is not -1) when the
+// process may, and otherwise records the owner in the
+// user.rootlesscontainers xattr, which the layer writer reads back.
+func (a *applier) chown(parent int, base string, fd int, rel string, h *tar.Header) error {
 	if !a.o.Rootless {
-		err := unix.Fchownat(parent, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW)
+		var err error
+		if fd >= 0 {
+			err = unix.Fchown(fd, h.Uid, h.Gid)
+		} else {
+			err = unix.Fchownat(parent, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW)
+		}
 		if err == nil {
 			return nil
 		}
@@ -70,7 +100,13 @@ func (a *applier) owner(parent int, base, rel string, h *tar.Header) error {
 		return nil
 	}
 	val := rootlesscontainers.Encode(rootlesscontainers.Resource{UID: uint32(h.Uid), GID: uint32(h.Gid)})
-	if err := setXattrAt(parent, base, rootlesscontainers.Xattr, val); err != nil {
+	var err error
+	if fd >= 0 {
+		err = unix.Fsetxattr(fd, rootlesscontainers.Xattr, val, 0)
+	} else {
+		err = setXattrAt(parent, base, rootlesscontainers.Xattr, val)
+	}
+	if err != nil {
 		a.warn(rel, "owner %d:%d not recorded: %v", h.Uid, h.Gid, err)
 	}
 	return nil
@@ -103,11 +139,28 @@ func (a *applier) xattrs(fd int, rel string, h *tar.Header) {
 }
 
 func setTimes(parent int, base string, h *tar.Header) error {
-	ts := []unix.Timespec{unix.NsecToTimespec(h.AccessTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
+	ts := times(h)
+	return unix.UtimesNanoAt(parent, base, ts[:], unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// setTimesFd sets the times of the file open as fd: utimensat(fd, NULL),
+// which x/sys/unix does not wrap (its Futimes resolves a /proc path).
+func setTimesFd(fd int, h *tar.Header) error {
+	ts := times(h)
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// times are an entry's atime and mtime; without an atime, the mtime.
+func times(h *tar.Header) [2]unix.Timespec {
+	ts := [2]unix.Timespec{unix.NsecToTimespec(h.AccessTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
 	if h.AccessTime.IsZero() {
 		ts[0] = ts[1]
 	}
-	return unix.UtimesNanoAt(parent, base, ts, unix.AT_SYMLINK_NOFOLLOW)
+	return ts
 }
 
 // writable lets an unprivileged unpacker change directory fd (rel), which
@@ -115,21 +168,25 @@ func setTimes(parent int, base string, h *tar.Header) error {
 // ignores directory permissions, an unprivileged user must open them up
 // and close them again at the end.
 func (a *applier) writable(fd int, rel string) error {
-	if !a.o.Rootless {
+	if !a.o.Rootless || fd == a.cache.fd && a.cache.writable {
 		return nil
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return err
 	}
-	if st.Mode&0o300 == 0o300 {
-		return nil
+	if st.Mode&0o300 != 0o300 {
+		mode := st.Mode & 0o7777
+		if err := unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), mode|0o700); err != nil {
+			return fmt.Errorf("open up read-only directory /%s: %w", rel, err)
+		}
+		a.opened = append(a.opened, dirMeta{rel: rel, h: &tar.Header{Mode: int64(mode)}})
 	}
-	mode := st.Mode & 0o7777
-	if err := unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), mode|0o700); err != nil {
-		return fmt.Errorf("open up read-only directory /%s: %w", rel, err)
+	if fd == a.cache.fd {
+		// Only finishDirs makes a directory read-only again: until then
+		// the cached one needs no second look.
+		a.cache.writable, a.cache.gid = true, int(st.Gid)
 	}
-	a.opened = append(a.opened, dirMeta{rel: rel, h: &tar.Header{Mode: int64(mode)}})
 	return nil
 }
 
