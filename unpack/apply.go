@@ -3,7 +3,6 @@ package unpack
 import (
 	"archive/tar"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,13 +16,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxTrailing bounds the bytes after the tar's end marker that are read
-// to finish the diffID check (tar writers pad to 10 KiB records).
-const maxTrailing = 1 << 20
-
 // Apply applies one layer blob (gzip, zstd or uncompressed, told by its
 // magic bytes) onto root. It checks the blob against d.Digest and d.Size,
-// and the tar against diffID; an empty digest skips that check. On error,
+// and the tar against diffID; an empty digest skips that check. A blob
+// that checks its own digest (a store.Verifying reader of d.Digest, as
+// the store's Open returns) is not hashed again. On error,
 // root may hold part of the layer (callers unpack into a staging
 // directory), but nothing outside root is ever touched.
 //
@@ -38,17 +35,11 @@ func Apply(ctx context.Context, root string, blob io.Reader, d ocispec.Descripto
 	if os.Geteuid() != 0 {
 		o.Rootless = true
 	}
-	raw := &countingReader{r: blob}
-	var src io.Reader = raw
-	var blobV digest.Verifier
-	if d.Digest != "" {
-		if err := d.Digest.Validate(); err != nil {
-			return Report{}, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
-		}
-		blobV = d.Digest.Verifier()
-		src = io.TeeReader(raw, blobV)
+	bc, err := newBlobCheck(blob, d)
+	if err != nil {
+		return Report{}, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
 	}
-	dec, _, err := compression.Decompress(src)
+	dec, _, err := compression.Decompress(bc.src)
 	if err != nil {
 		return Report{}, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
 	}
@@ -76,60 +67,15 @@ func Apply(ctx context.Context, root string, blob io.Reader, d ocispec.Descripto
 	ra.Close()
 	dec.Close()
 	if err == nil {
-		err = verify(src, raw, d, blobV, diffV)
+		err = bc.finish()
+	}
+	if err == nil && diffV != nil && !diffV.Verified() {
+		err = fmt.Errorf("%w: uncompressed layer does not match its diffID", store.ErrMismatch)
 	}
 	if err != nil {
-		return a.rep, fmt.Errorf("unpack layer %s: %w", d.Digest, corrupt(err, src, raw, d, blobV))
+		return a.rep, fmt.Errorf("unpack layer %s: %w", d.Digest, bc.corrupt(err))
 	}
 	return a.rep, nil
-}
-
-// corrupt reports a failure as a digest mismatch when the blob is not the
-// one its descriptor names (garbage appended, bytes flipped): that, not
-// the decompressor's complaint about it, is what the user must act on.
-func corrupt(err error, src io.Reader, raw *countingReader, d ocispec.Descriptor, blobV digest.Verifier) error {
-	if blobV == nil || d.Size <= 0 || errors.Is(err, store.ErrMismatch) || errors.Is(err, context.Canceled) {
-		return err
-	}
-	if _, cerr := io.Copy(io.Discard, io.LimitReader(src, d.Size-raw.n+1)); cerr != nil {
-		return err
-	}
-	if raw.n != d.Size || !blobV.Verified() {
-		return fmt.Errorf("%w: blob does not hash to %s (%v)", store.ErrMismatch, d.Digest, err)
-	}
-	return err
-}
-
-// drainTrailing reads what follows the tar's end marker, bounded, so that
-// the whole uncompressed stream is hashed.
-func drainTrailing(tarSrc io.Reader) error {
-	n, err := io.Copy(io.Discard, io.LimitReader(tarSrc, maxTrailing+1))
-	if err != nil {
-		return err
-	}
-	if n > maxTrailing {
-		return fmt.Errorf("%w: more than %d bytes after the end of the tar", ErrLimit, maxTrailing)
-	}
-	return nil
-}
-
-// verify reads the rest of the blob and checks it and the tar.
-func verify(src io.Reader, raw *countingReader, d ocispec.Descriptor, blobV, diffV digest.Verifier) error {
-	if d.Size > 0 {
-		if _, err := io.Copy(io.Discard, io.LimitReader(src, d.Size-raw.n+1)); err != nil {
-			return err
-		}
-		if raw.n != d.Size {
-			return fmt.Errorf("%w: blob is %d bytes or more, descriptor says %d", store.ErrMismatch, raw.n, d.Size)
-		}
-	}
-	if blobV != nil && !blobV.Verified() {
-		return fmt.Errorf("%w: blob does not hash to %s", store.ErrMismatch, d.Digest)
-	}
-	if diffV != nil && !diffV.Verified() {
-		return fmt.Errorf("%w: uncompressed layer does not match its diffID", store.ErrMismatch)
-	}
-	return nil
 }
 
 func (l Limits) withDefaults() Limits {
@@ -144,17 +90,6 @@ func (l Limits) withDefaults() Limits {
 		l.MaxPathLen = def.MaxPathLen
 	}
 	return l
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // applier applies tar entries to the directory it holds open.
