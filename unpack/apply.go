@@ -59,6 +59,9 @@ func Apply(ctx context.Context, root string, blob io.Reader, d ocispec.Descripto
 	defer a.close()
 	ra := newReadAhead(tarSrc)
 	err = a.apply(ctx, tar.NewReader(ra))
+	if werr := a.stopWriters(); err == nil {
+		err = werr
+	}
 	if err == nil {
 		err = drainTrailing(ra)
 	}
@@ -73,9 +76,9 @@ func Apply(ctx context.Context, root string, blob io.Reader, d ocispec.Descripto
 		err = fmt.Errorf("%w: uncompressed layer does not match its diffID", store.ErrMismatch)
 	}
 	if err != nil {
-		return a.rep, fmt.Errorf("unpack layer %s: %w", d.Digest, bc.corrupt(err))
+		return a.report(), fmt.Errorf("unpack layer %s: %w", d.Digest, bc.corrupt(err))
 	}
-	return a.rep, nil
+	return a.report(), nil
 }
 
 func (l Limits) withDefaults() Limits {
@@ -111,7 +114,10 @@ type applier struct {
 		gid int
 	}
 	euid, egid int
-	buf        []byte // file content on its way from the tar to a file
+	buf        []byte   // content of a large file on its way to the file
+	w          *writers // finish regular files; nil until the first
+	stopped    bool     // w is stopped
+	notes      []seqWarning
 }
 
 type dirMeta struct {
@@ -130,12 +136,41 @@ func newApplier(root string, o Options) (*applier, error) {
 }
 
 func (a *applier) close() {
+	a.stopWriters()
 	a.dropCache()
 	unix.Close(a.root)
 }
 
+// stopWriters waits until the files queued are finished (or, after an
+// error, closed) and returns the first error of one. It is idempotent.
+func (a *applier) stopWriters() error {
+	if a.w == nil || a.stopped {
+		return nil
+	}
+	a.stopped = true
+	return a.w.stop()
+}
+
+// report is what Apply did, once the writers are stopped.
+func (a *applier) report() Report {
+	r := a.rep
+	var theirs []seqWarning
+	if a.w != nil {
+		theirs = a.w.notes
+	}
+	r.Warnings = sortWarnings(a.notes, theirs)
+	return r
+}
+
 func (a *applier) warn(rel, format string, args ...any) {
-	a.rep.Warnings = append(a.rep.Warnings, Warning{Path: "/" + rel, Reason: fmt.Sprintf(format, args...)})
+	a.warnAll(rel, notes{fmt.Sprintf(format, args...)})
+}
+
+// warnAll records what was skipped for the entry being applied.
+func (a *applier) warnAll(rel string, n notes) {
+	for _, r := range n {
+		a.notes = append(a.notes, seqWarning{a.rep.Entries, Warning{Path: "/" + rel, Reason: r}})
+	}
 }
 
 // clean maps a tar name to a path relative to root: "..", "." and
@@ -146,8 +181,19 @@ func clean(name string) string {
 
 func (a *applier) apply(ctx context.Context, tr *tar.Reader) error {
 	for {
+		if a.w != nil {
+			if err := a.w.failed(); err != nil {
+				return err
+			}
+		}
 		h, err := tr.Next()
 		if err == io.EOF {
+			if a.w != nil {
+				a.w.flush()
+			}
+			if err := a.stopWriters(); err != nil {
+				return err
+			}
 			return a.finishDirs()
 		}
 		if err != nil {

@@ -33,7 +33,7 @@ func (a *applier) create(parent int, dir, base string, h *tar.Header, r io.Reade
 		if err != nil {
 			return err
 		}
-		if err := a.owner(parent, base, -1, rel, h); err != nil {
+		if err := a.owner(parent, base, rel, h); err != nil {
 			return err
 		}
 		return setTimes(parent, base, h)
@@ -70,14 +70,14 @@ func (a *applier) directory(parent int, base, rel string, h *tar.Header) error {
 	}
 	a.dirs = append(a.dirs, dirMeta{rel: rel, h: h})
 	if merged {
-		return a.chown(parent, base, -1, rel, h)
+		return a.chown(parent, base, rel, h)
 	}
-	return a.owner(parent, base, -1, rel, h)
+	return a.owner(parent, base, rel, h)
 }
 
-// regular writes a file's content, then owner, xattrs, mode and times, in
-// that order, all through its descriptor: chown clears setuid bits and
-// security.capability, and writing moves the mtime.
+// regular makes a file and reads its content; a writer goroutine (or,
+// for a large file, the applier right away) then writes it and sets the
+// file's metadata through its descriptor (see writer.go).
 func (a *applier) regular(parent int, base, rel string, h *tar.Header, r io.Reader) error {
 	if a.rep.Bytes+h.Size > a.o.Limits.MaxBytes || h.Size < 0 {
 		return fmt.Errorf("%w: files expand past %d bytes", ErrLimit, a.o.Limits.MaxBytes)
@@ -90,20 +90,42 @@ func (a *applier) regular(parent int, base, rel string, h *tar.Header, r io.Read
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fd)
-	n, err := a.copyContent(fd, r, h.Size)
+	j := fileJob{fd: fd, seq: a.rep.Entries, rel: rel, h: h, owner: a.ownerNeeded(h)}
+	if h.Size > batchBytes {
+		return a.writeNow(j, r)
+	}
+	if a.w == nil {
+		a.w = newWriters(a.o.Rootless)
+	}
+	if !a.w.cur.room(h.Size) {
+		a.w.flush()
+	}
+	// Queued before its content is read: should the tar end early, the
+	// batch is dropped and fd closed by stopWriters.
+	n, err := io.ReadFull(r, a.w.add(j))
+	a.rep.Bytes += int64(n)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return fmt.Errorf("tar entry ends after %d of its %d bytes", n, h.Size)
+	}
+	return err
+}
+
+// writeNow writes a large file from the tar and finishes it, while the
+// writers work on the batch before it.
+func (a *applier) writeNow(j fileJob, r io.Reader) error {
+	if a.w != nil {
+		a.w.flush()
+	}
+	n, err := a.copyContent(j.fd, r, j.h.Size)
 	a.rep.Bytes += n
 	if err != nil {
+		unix.Close(j.fd)
 		return err
 	}
-	if err := a.owner(parent, base, fd, rel, h); err != nil {
-		return err
-	}
-	a.xattrs(fd, rel, h)
-	if err := unix.Fchmod(fd, uint32(h.Mode&0o7777)); err != nil {
-		return err
-	}
-	return setTimesFd(fd, h)
+	var notes notes
+	err = finishFile(j, a.o.Rootless, &notes)
+	a.warnAll(j.rel, notes)
+	return err
 }
 
 // copyContent writes size bytes of r to fd, gathering up to copyBuf bytes
@@ -172,7 +194,7 @@ func (a *applier) node(parent int, base, rel string, h *tar.Header) error {
 	if err := a.place(parent, base, false, func() error { return unix.Mknodat(parent, base, kind|mode, dev) }); err != nil {
 		return err
 	}
-	if err := a.owner(parent, base, -1, rel, h); err != nil {
+	if err := a.owner(parent, base, rel, h); err != nil {
 		return err
 	}
 	if err := unix.Fchmodat(parent, base, mode, 0); err != nil {

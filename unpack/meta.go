@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
-	"os"
 	"path"
 	"strings"
 	"unsafe"
@@ -35,30 +34,36 @@ func (a *applier) closeOpened(done map[string]bool) {
 	}
 }
 
-// modeBits turns Unix setuid, setgid and sticky bits into os.FileMode's.
-func modeBits(m int64) os.FileMode {
-	var out os.FileMode
-	if m&0o4000 != 0 {
-		out |= os.ModeSetuid
+// notes collects what a metadata setter skipped, for Report.Warnings.
+type notes []string
+
+func (n *notes) add(format string, args ...any) { *n = append(*n, fmt.Sprintf(format, args...)) }
+
+// ownerNeeded says whether an entry this layer just made in the cached
+// directory needs its owner set (or, rootless, recorded). It is made with
+// the process's euid, and its egid unless the directory's group differs (a
+// setgid directory, or a grpid mount, hands its own group down).
+func (a *applier) ownerNeeded(h *tar.Header) bool {
+	if a.o.Rootless {
+		return h.Uid != 0 || h.Gid != 0
 	}
-	if m&0o2000 != 0 {
-		out |= os.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		out |= os.ModeSticky
-	}
-	return out
+	return h.Uid != a.euid || h.Gid != a.egid || a.dirGid() != a.egid
 }
 
-// owner gives an entry this layer just made in the cached directory its
-// owner, skipping the chown when the entry already has it: it is made with
-// the process's euid, and its egid unless the directory's group differs
-// (a setgid directory, or a grpid mount, hands its own group down).
-func (a *applier) owner(parent int, base string, fd int, rel string, h *tar.Header) error {
-	if !a.o.Rootless && h.Uid == a.euid && h.Gid == a.egid && a.dirGid() == a.egid {
+// owner gives parent/base, just made, its owner.
+func (a *applier) owner(parent int, base, rel string, h *tar.Header) error {
+	if !a.ownerNeeded(h) {
 		return nil
 	}
-	return a.chown(parent, base, fd, rel, h)
+	return a.chown(parent, base, rel, h)
+}
+
+// chown sets or records parent/base's owner, whatever it has now.
+func (a *applier) chown(parent int, base, rel string, h *tar.Header) error {
+	var n notes
+	err := setOwner(parent, base, -1, h, a.o.Rootless, &n)
+	a.warnAll(rel, n)
+	return err
 }
 
 // dirGid is the group of the cached directory, -1 if it cannot be read.
@@ -73,11 +78,11 @@ func (a *applier) dirGid() int {
 	return a.cache.gid
 }
 
-// chown chowns parent/base (fd instead, when it is not -1) when the
+// setOwner chowns parent/base (fd instead, when it is not -1) when the
 // process may, and otherwise records the owner in the
 // user.rootlesscontainers xattr, which the layer writer reads back.
-func (a *applier) chown(parent int, base string, fd int, rel string, h *tar.Header) error {
-	if !a.o.Rootless {
+func setOwner(parent int, base string, fd int, h *tar.Header, rootless bool, n *notes) error {
+	if !rootless {
 		var err error
 		if fd >= 0 {
 			err = unix.Fchown(fd, h.Uid, h.Gid)
@@ -96,7 +101,7 @@ func (a *applier) chown(parent int, base string, fd int, rel string, h *tar.Head
 		return nil
 	}
 	if h.Typeflag == tar.TypeSymlink {
-		a.warn(rel, "owner %d:%d not recorded: symlinks cannot hold user xattrs", h.Uid, h.Gid)
+		n.add("owner %d:%d not recorded: symlinks cannot hold user xattrs", h.Uid, h.Gid)
 		return nil
 	}
 	val := rootlesscontainers.Encode(rootlesscontainers.Resource{UID: uint32(h.Uid), GID: uint32(h.Gid)})
@@ -107,7 +112,7 @@ func (a *applier) chown(parent int, base string, fd int, rel string, h *tar.Head
 		err = setXattrAt(parent, base, rootlesscontainers.Xattr, val)
 	}
 	if err != nil {
-		a.warn(rel, "owner %d:%d not recorded: %v", h.Uid, h.Gid, err)
+		n.add("owner %d:%d not recorded: %v", h.Uid, h.Gid, err)
 	}
 	return nil
 }
@@ -123,17 +128,17 @@ func setXattrAt(parent int, base, name string, val []byte) error {
 	return unix.Setxattr(fmt.Sprintf("/proc/self/fd/%d", fd), name, val, 0)
 }
 
-// xattrs sets the PAX SCHILY.xattr records; those the process may not set
-// (security.capability without privilege, trusted.*) are skipped with a
-// warning rather than failing the image, as umoci and podman do not.
-func (a *applier) xattrs(fd int, rel string, h *tar.Header) {
+// setXattrs sets the PAX SCHILY.xattr records; those the process may not
+// set (security.capability without privilege, trusted.*) are skipped with
+// a warning rather than failing the image, as umoci and podman do not.
+func setXattrs(fd int, h *tar.Header, n *notes) {
 	for k, v := range h.PAXRecords {
 		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
 		if !ok || name == rootlesscontainers.Xattr {
 			continue
 		}
 		if err := unix.Fsetxattr(fd, name, []byte(v), 0); err != nil {
-			a.warn(rel, "xattr %s skipped: %v", name, err)
+			n.add("xattr %s skipped: %v", name, err)
 		}
 	}
 }
@@ -207,7 +212,9 @@ func (a *applier) finishDirs() error {
 		if err != nil {
 			continue // replaced or removed later in the layer
 		}
-		a.xattrs(fd, d.rel, d.h)
+		var n notes
+		setXattrs(fd, d.h, &n)
+		a.warnAll(d.rel, n)
 		err = unix.Fchmod(fd, uint32(d.h.Mode&0o7777))
 		unix.Close(fd)
 		if err != nil {
