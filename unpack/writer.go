@@ -73,7 +73,7 @@ type seqWarning struct {
 func newWriters(rootless bool) *writers {
 	w := &writers{rootless: rootless, todo: make(chan *batch, batches), free: make(chan *batch, batches)}
 	for range batches {
-		w.free <- &batch{buf: make([]byte, 0, batchBytes)}
+		w.free <- &batch{} // its buffer is made on first use: most layers are small
 	}
 	n := min(max(runtime.GOMAXPROCS(0)-1, 1), 4)
 	w.wg.Add(n)
@@ -98,6 +98,9 @@ func (w *writers) run() {
 // add queues a file whose content the caller reads into the returned
 // slice of size bytes; call flush if it does not fit (room is false).
 func (w *writers) add(j fileJob) []byte {
+	if w.cur.buf == nil {
+		w.cur.buf = make([]byte, 0, batchBytes)
+	}
 	off := len(w.cur.buf)
 	w.cur.buf = w.cur.buf[:off+int(j.h.Size)]
 	j.data = w.cur.buf[off:]
