@@ -23,7 +23,7 @@ func TestAsNobody(t *testing.T) {
 	}
 	const id = testnobody.UID
 	out, err := testnobody.Run(t, []string{asEnv + "=65534"},
-		"-test.run", "^(TestHostile|TestHostileWalk|TestWalkMatchesOpenat2|TestSemantics|TestCompressions|TestCache.*|TestClone|TestBlobVerifiedOnce|TestWriteFails|TestWarningsInTarOrder|TestAsNobody)$",
+		"-test.run", "^(TestHostile|TestHostileWalk|TestWalkMatchesOpenat2|TestSemantics|TestCompressions|TestCache.*|TestClone|TestBlobVerifiedOnce|TestWriteFails|TestWarningsInTarOrder|TestResolveUnderRenames|TestAsNobody)$",
 		"-test.count=1", "-test.v", "-test.timeout=5m")
 	var failed []string
 	for _, line := range strings.Split(out, "\n") {
