@@ -26,6 +26,14 @@ type Blobs interface {
 	Writer(ctx context.Context) (Writer, error)
 }
 
+// Verifying is the capability of a reader Open returns that checks the
+// content itself: reading it to EOF fails, wrapping ErrMismatch, unless
+// it hashed to VerifiesDigest. A reader that would hash the blob again
+// (unpack) skips that when the reader has it.
+type Verifying interface {
+	VerifiesDigest() digest.Digest
+}
+
 // Writer is an ingest in progress.
 type Writer interface {
 	io.Writer
@@ -171,3 +179,6 @@ func (r *verifyReader) Read(p []byte) (int, error) {
 }
 
 func (r *verifyReader) Close() error { return r.f.Close() }
+
+// VerifiesDigest implements Verifying.
+func (r *verifyReader) VerifiesDigest() digest.Digest { return r.want }

@@ -3,7 +3,6 @@ package unpack
 import (
 	"archive/tar"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,13 +16,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxTrailing bounds the bytes after the tar's end marker that are read
-// to finish the diffID check (tar writers pad to 10 KiB records).
-const maxTrailing = 1 << 20
-
 // Apply applies one layer blob (gzip, zstd or uncompressed, told by its
 // magic bytes) onto root. It checks the blob against d.Digest and d.Size,
-// and the tar against diffID; an empty digest skips that check. On error,
+// and the tar against diffID; an empty digest skips that check. A blob
+// that checks its own digest (a store.Verifying reader of d.Digest, as
+// the store's Open returns) is not hashed again. On error,
 // root may hold part of the layer (callers unpack into a staging
 // directory), but nothing outside root is ever touched.
 //
@@ -38,17 +35,11 @@ func Apply(ctx context.Context, root string, blob io.Reader, d ocispec.Descripto
 	if os.Geteuid() != 0 {
 		o.Rootless = true
 	}
-	raw := &countingReader{r: blob}
-	var src io.Reader = raw
-	var blobV digest.Verifier
-	if d.Digest != "" {
-		if err := d.Digest.Validate(); err != nil {
-			return Report{}, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
-		}
-		blobV = d.Digest.Verifier()
-		src = io.TeeReader(raw, blobV)
+	bc, err := newBlobCheck(blob, d)
+	if err != nil {
+		return Report{}, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
 	}
-	dec, _, err := compression.Decompress(src)
+	dec, _, err := compression.Decompress(bc.src)
 	if err != nil {
 		return Report{}, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
 	}
@@ -68,6 +59,9 @@ func Apply(ctx context.Context, root string, blob io.Reader, d ocispec.Descripto
 	defer a.close()
 	ra := newReadAhead(tarSrc)
 	err = a.apply(ctx, tar.NewReader(ra))
+	if werr := a.stopWriters(); err == nil {
+		err = werr
+	}
 	if err == nil {
 		err = drainTrailing(ra)
 	}
@@ -76,60 +70,15 @@ func Apply(ctx context.Context, root string, blob io.Reader, d ocispec.Descripto
 	ra.Close()
 	dec.Close()
 	if err == nil {
-		err = verify(src, raw, d, blobV, diffV)
+		err = bc.finish()
+	}
+	if err == nil && diffV != nil && !diffV.Verified() {
+		err = fmt.Errorf("%w: uncompressed layer does not match its diffID", store.ErrMismatch)
 	}
 	if err != nil {
-		return a.rep, fmt.Errorf("unpack layer %s: %w", d.Digest, corrupt(err, src, raw, d, blobV))
+		return a.report(), fmt.Errorf("unpack layer %s: %w", d.Digest, bc.corrupt(err))
 	}
-	return a.rep, nil
-}
-
-// corrupt reports a failure as a digest mismatch when the blob is not the
-// one its descriptor names (garbage appended, bytes flipped): that, not
-// the decompressor's complaint about it, is what the user must act on.
-func corrupt(err error, src io.Reader, raw *countingReader, d ocispec.Descriptor, blobV digest.Verifier) error {
-	if blobV == nil || d.Size <= 0 || errors.Is(err, store.ErrMismatch) || errors.Is(err, context.Canceled) {
-		return err
-	}
-	if _, cerr := io.Copy(io.Discard, io.LimitReader(src, d.Size-raw.n+1)); cerr != nil {
-		return err
-	}
-	if raw.n != d.Size || !blobV.Verified() {
-		return fmt.Errorf("%w: blob does not hash to %s (%v)", store.ErrMismatch, d.Digest, err)
-	}
-	return err
-}
-
-// drainTrailing reads what follows the tar's end marker, bounded, so that
-// the whole uncompressed stream is hashed.
-func drainTrailing(tarSrc io.Reader) error {
-	n, err := io.Copy(io.Discard, io.LimitReader(tarSrc, maxTrailing+1))
-	if err != nil {
-		return err
-	}
-	if n > maxTrailing {
-		return fmt.Errorf("%w: more than %d bytes after the end of the tar", ErrLimit, maxTrailing)
-	}
-	return nil
-}
-
-// verify reads the rest of the blob and checks it and the tar.
-func verify(src io.Reader, raw *countingReader, d ocispec.Descriptor, blobV, diffV digest.Verifier) error {
-	if d.Size > 0 {
-		if _, err := io.Copy(io.Discard, io.LimitReader(src, d.Size-raw.n+1)); err != nil {
-			return err
-		}
-		if raw.n != d.Size {
-			return fmt.Errorf("%w: blob is %d bytes or more, descriptor says %d", store.ErrMismatch, raw.n, d.Size)
-		}
-	}
-	if blobV != nil && !blobV.Verified() {
-		return fmt.Errorf("%w: blob does not hash to %s", store.ErrMismatch, d.Digest)
-	}
-	if diffV != nil && !diffV.Verified() {
-		return fmt.Errorf("%w: uncompressed layer does not match its diffID", store.ErrMismatch)
-	}
-	return nil
+	return a.report(), nil
 }
 
 func (l Limits) withDefaults() Limits {
@@ -146,17 +95,6 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // applier applies tar entries to the directory it holds open.
 type applier struct {
 	root    int
@@ -170,7 +108,16 @@ type applier struct {
 		dir   string
 		fd    int
 		stale bool
+		// writable: writable found fd writable (or opened it up).
+		writable bool
+		// gid is the directory's group once fstat'ed, -1 before.
+		gid int
 	}
+	euid, egid int
+	buf        []byte   // content of a large file on its way to the file
+	w          *writers // finish regular files; nil until the first
+	stopped    bool     // w is stopped
+	notes      []seqWarning
 }
 
 type dirMeta struct {
@@ -183,18 +130,47 @@ func newApplier(root string, o Options) (*applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open root %s: %w", root, err)
 	}
-	a := &applier{root: fd, o: o, created: map[string]bool{}, walk: forceWalk.Load()}
-	a.cache.fd = -1
+	a := &applier{root: fd, o: o, created: map[string]bool{}, walk: forceWalk.Load(), euid: os.Geteuid(), egid: os.Getegid()}
+	a.cache.fd, a.cache.gid = -1, -1
 	return a, nil
 }
 
 func (a *applier) close() {
+	a.stopWriters()
 	a.dropCache()
 	unix.Close(a.root)
 }
 
+// stopWriters waits until the files queued are finished (or, after an
+// error, closed) and returns the first error of one. It is idempotent.
+func (a *applier) stopWriters() error {
+	if a.w == nil || a.stopped {
+		return nil
+	}
+	a.stopped = true
+	return a.w.stop()
+}
+
+// report is what Apply did, once the writers are stopped.
+func (a *applier) report() Report {
+	r := a.rep
+	var theirs []seqWarning
+	if a.w != nil {
+		theirs = a.w.notes
+	}
+	r.Warnings = sortWarnings(a.notes, theirs)
+	return r
+}
+
 func (a *applier) warn(rel, format string, args ...any) {
-	a.rep.Warnings = append(a.rep.Warnings, Warning{Path: "/" + rel, Reason: fmt.Sprintf(format, args...)})
+	a.warnAll(rel, notes{fmt.Sprintf(format, args...)})
+}
+
+// warnAll records what was skipped for the entry being applied.
+func (a *applier) warnAll(rel string, n notes) {
+	for _, r := range n {
+		a.notes = append(a.notes, seqWarning{a.rep.Entries, Warning{Path: "/" + rel, Reason: r}})
+	}
 }
 
 // clean maps a tar name to a path relative to root: "..", "." and
@@ -205,8 +181,19 @@ func clean(name string) string {
 
 func (a *applier) apply(ctx context.Context, tr *tar.Reader) error {
 	for {
+		if a.w != nil {
+			if err := a.w.failed(); err != nil {
+				return err
+			}
+		}
 		h, err := tr.Next()
 		if err == io.EOF {
+			if a.w != nil {
+				a.w.flush()
+			}
+			if err := a.stopWriters(); err != nil {
+				return err
+			}
 			return a.finishDirs()
 		}
 		if err != nil {
@@ -255,9 +242,6 @@ func (a *applier) entry(h *tar.Header, r io.Reader) error {
 		return err
 	}
 	if err := a.writable(parent, dir); err != nil {
-		return err
-	}
-	if err := a.clear(parent, base, h.Typeflag == tar.TypeDir); err != nil {
 		return err
 	}
 	if err := a.create(parent, dir, base, h, r); err != nil {

@@ -254,6 +254,24 @@ func (c *Cache) make(ctx context.Context, b store.Blobs, l manifest.LayerDesc, c
 
 // publish makes the staged tree durable, then visible under final: after
 // a crash a chain is whole or absent.
+//
+// The syncfs is most of a first Rootfs (the 128 MB / 6,700-file bench
+// image: the unpack 0.4-1 s, the sync as long as the disk takes to write
+// the tree, and on a shared file system other processes' dirty data too),
+// and it stays. Without it a crash can leave a published chain whose
+// files have their names, modes and sizes but not their data (ext4
+// allocates blocks only at writeback), and nothing would notice: a chain
+// is never checked again, and every image sharing it reuses it. That is
+// what containerd and podman do by default, no sync of unpacked layers,
+// and what their users hit: zero-byte binaries after a power loss that
+// survive deleting and re-pulling the image (containerd/containerd#5854,
+// #8895, moby/moby#49784); both added one syncfs per layer as an option
+// since (containerd 2.0's diff sync_fs, containerd/containerd#10284;
+// containers/storage's sync = "filesystem"). Exact durability, an fsync of
+// each file and directory, would flush only this tree but cost a journal
+// commit per file, far more than one syncfs. Starting each file's
+// writeback while unpacking (sync_file_range) made no measurable
+// difference here.
 func publish(stage, final string) error {
 	fd, err := unix.Open(stage, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {

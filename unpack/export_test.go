@@ -5,3 +5,6 @@ func ForceWalk(on bool) { forceWalk.Store(on) }
 
 // WalkInRoot exposes the fallback resolver to the tests.
 var WalkInRoot = walkInRoot
+
+// Openat2InRoot exposes openat2(RESOLVE_IN_ROOT) as openInRoot calls it.
+var Openat2InRoot = openat2InRoot

@@ -1,10 +1,8 @@
 package unpack
 
 import (
-	"archive/tar"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"strings"
@@ -17,6 +15,7 @@ func (a *applier) dropCache() {
 		unix.Close(a.cache.fd)
 	}
 	a.cache.dir, a.cache.fd, a.cache.stale = "", -1, false
+	a.cache.writable, a.cache.gid = false, -1
 }
 
 // invalidate marks the cached directory as possibly resolving elsewhere
@@ -198,88 +197,4 @@ func (a *applier) removeLower(fd int, dir string) error {
 		}
 	}
 	return nil
-}
-
-// create makes the entry at parent/base and applies its metadata.
-func (a *applier) create(parent int, dir, base string, h *tar.Header, r io.Reader) error {
-	rel := path.Join(dir, base)
-	mode := uint32(h.Mode & 0o7777)
-	switch h.Typeflag {
-	case tar.TypeDir:
-		if err := unix.Mkdirat(parent, base, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-			return err
-		}
-		a.dirs = append(a.dirs, dirMeta{rel: rel, h: h})
-		return a.owner(parent, base, rel, h)
-	case tar.TypeReg:
-		return a.regular(parent, base, rel, h, r)
-	case tar.TypeSymlink:
-		a.invalidate() // a new symlink may change how cached paths resolve
-		if err := unix.Symlinkat(h.Linkname, parent, base); err != nil {
-			return err
-		}
-	case tar.TypeLink:
-		target := clean(h.Linkname)
-		if target == "" || target == rel {
-			return fmt.Errorf("%w: hard link to %q", ErrUnsafe, h.Linkname)
-		}
-		tdir, tbase := path.Split(target)
-		tfd, err := a.openInRoot(strings.TrimSuffix(tdir, "/"), unix.O_PATH|unix.O_DIRECTORY)
-		if err != nil {
-			return fmt.Errorf("hard link to %s: %w", h.Linkname, err)
-		}
-		err = unix.Linkat(tfd, tbase, parent, base, 0)
-		unix.Close(tfd)
-		if err != nil {
-			return fmt.Errorf("hard link to %s: %w", h.Linkname, err)
-		}
-		return nil // a link shares its target's metadata
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		kind := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[h.Typeflag]
-		if err := unix.Mknodat(parent, base, kind|mode, int(unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor)))); err != nil {
-			return err
-		}
-		if err := a.owner(parent, base, rel, h); err != nil {
-			return err
-		}
-		if err := unix.Fchmodat(parent, base, mode, 0); err != nil {
-			return err
-		}
-	}
-	if h.Typeflag == tar.TypeSymlink {
-		if err := a.owner(parent, base, rel, h); err != nil {
-			return err
-		}
-	}
-	return setTimes(parent, base, h)
-}
-
-// regular writes a file's content, then owner, mode, xattrs and times, in
-// that order: chown clears setuid bits, and writing moves the mtime.
-func (a *applier) regular(parent int, base, rel string, h *tar.Header, r io.Reader) error {
-	if a.rep.Bytes+h.Size > a.o.Limits.MaxBytes || h.Size < 0 {
-		return fmt.Errorf("%w: files expand past %d bytes", ErrLimit, a.o.Limits.MaxBytes)
-	}
-	fd, err := unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return err
-	}
-	f := os.NewFile(uintptr(fd), rel)
-	defer f.Close()
-	n, err := io.Copy(f, io.LimitReader(r, h.Size))
-	a.rep.Bytes += n
-	if err != nil {
-		return err
-	}
-	if n != h.Size {
-		return fmt.Errorf("tar entry ends after %d of its %d bytes", n, h.Size)
-	}
-	if err := a.owner(parent, base, rel, h); err != nil {
-		return err
-	}
-	if err := f.Chmod(os.FileMode(h.Mode&0o777) | modeBits(h.Mode)); err != nil {
-		return err
-	}
-	a.xattrs(int(f.Fd()), rel, h)
-	return setTimes(parent, base, h)
 }

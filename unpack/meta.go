@@ -4,9 +4,9 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
-	"os"
 	"path"
 	"strings"
+	"unsafe"
 
 	"github.com/imgtool/imgtool/internal/rootlesscontainers"
 	"golang.org/x/sys/unix"
@@ -34,26 +34,61 @@ func (a *applier) closeOpened(done map[string]bool) {
 	}
 }
 
-// modeBits turns Unix setuid, setgid and sticky bits into os.FileMode's.
-func modeBits(m int64) os.FileMode {
-	var out os.FileMode
-	if m&0o4000 != 0 {
-		out |= os.ModeSetuid
+// notes collects what a metadata setter skipped, for Report.Warnings.
+type notes []string
+
+func (n *notes) add(format string, args ...any) { *n = append(*n, fmt.Sprintf(format, args...)) }
+
+// ownerNeeded says whether an entry this layer just made in the cached
+// directory needs its owner set (or, rootless, recorded). It is made with
+// the process's euid, and its egid unless the directory's group differs (a
+// setgid directory, or a grpid mount, hands its own group down).
+func (a *applier) ownerNeeded(h *tar.Header) bool {
+	if a.o.Rootless {
+		return h.Uid != 0 || h.Gid != 0
 	}
-	if m&0o2000 != 0 {
-		out |= os.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		out |= os.ModeSticky
-	}
-	return out
+	return h.Uid != a.euid || h.Gid != a.egid || a.dirGid() != a.egid
 }
 
-// owner chowns when the process may, and otherwise records the owner in
-// the user.rootlesscontainers xattr, which the layer writer reads back.
+// owner gives parent/base, just made, its owner.
 func (a *applier) owner(parent int, base, rel string, h *tar.Header) error {
-	if !a.o.Rootless {
-		err := unix.Fchownat(parent, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW)
+	if !a.ownerNeeded(h) {
+		return nil
+	}
+	return a.chown(parent, base, rel, h)
+}
+
+// chown sets or records parent/base's owner, whatever it has now.
+func (a *applier) chown(parent int, base, rel string, h *tar.Header) error {
+	var n notes
+	err := setOwner(parent, base, -1, h, a.o.Rootless, &n)
+	a.warnAll(rel, n)
+	return err
+}
+
+// dirGid is the group of the cached directory, -1 if it cannot be read.
+func (a *applier) dirGid() int {
+	if a.cache.gid < 0 {
+		var st unix.Stat_t
+		if unix.Fstat(a.cache.fd, &st) != nil {
+			return -1
+		}
+		a.cache.gid = int(st.Gid)
+	}
+	return a.cache.gid
+}
+
+// setOwner chowns parent/base (fd instead, when it is not -1) when the
+// process may, and otherwise records the owner in the
+// user.rootlesscontainers xattr, which the layer writer reads back.
+func setOwner(parent int, base string, fd int, h *tar.Header, rootless bool, n *notes) error {
+	if !rootless {
+		var err error
+		if fd >= 0 {
+			err = unix.Fchown(fd, h.Uid, h.Gid)
+		} else {
+			err = unix.Fchownat(parent, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW)
+		}
 		if err == nil {
 			return nil
 		}
@@ -66,12 +101,18 @@ func (a *applier) owner(parent int, base, rel string, h *tar.Header) error {
 		return nil
 	}
 	if h.Typeflag == tar.TypeSymlink {
-		a.warn(rel, "owner %d:%d not recorded: symlinks cannot hold user xattrs", h.Uid, h.Gid)
+		n.add("owner %d:%d not recorded: symlinks cannot hold user xattrs", h.Uid, h.Gid)
 		return nil
 	}
 	val := rootlesscontainers.Encode(rootlesscontainers.Resource{UID: uint32(h.Uid), GID: uint32(h.Gid)})
-	if err := setXattrAt(parent, base, rootlesscontainers.Xattr, val); err != nil {
-		a.warn(rel, "owner %d:%d not recorded: %v", h.Uid, h.Gid, err)
+	var err error
+	if fd >= 0 {
+		err = unix.Fsetxattr(fd, rootlesscontainers.Xattr, val, 0)
+	} else {
+		err = setXattrAt(parent, base, rootlesscontainers.Xattr, val)
+	}
+	if err != nil {
+		n.add("owner %d:%d not recorded: %v", h.Uid, h.Gid, err)
 	}
 	return nil
 }
@@ -87,27 +128,44 @@ func setXattrAt(parent int, base, name string, val []byte) error {
 	return unix.Setxattr(fmt.Sprintf("/proc/self/fd/%d", fd), name, val, 0)
 }
 
-// xattrs sets the PAX SCHILY.xattr records; those the process may not set
-// (security.capability without privilege, trusted.*) are skipped with a
-// warning rather than failing the image, as umoci and podman do not.
-func (a *applier) xattrs(fd int, rel string, h *tar.Header) {
+// setXattrs sets the PAX SCHILY.xattr records; those the process may not
+// set (security.capability without privilege, trusted.*) are skipped with
+// a warning rather than failing the image, as umoci and podman do not.
+func setXattrs(fd int, h *tar.Header, n *notes) {
 	for k, v := range h.PAXRecords {
 		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
 		if !ok || name == rootlesscontainers.Xattr {
 			continue
 		}
 		if err := unix.Fsetxattr(fd, name, []byte(v), 0); err != nil {
-			a.warn(rel, "xattr %s skipped: %v", name, err)
+			n.add("xattr %s skipped: %v", name, err)
 		}
 	}
 }
 
 func setTimes(parent int, base string, h *tar.Header) error {
-	ts := []unix.Timespec{unix.NsecToTimespec(h.AccessTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
+	ts := times(h)
+	return unix.UtimesNanoAt(parent, base, ts[:], unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// setTimesFd sets the times of the file open as fd: utimensat(fd, NULL),
+// which x/sys/unix does not wrap (its Futimes resolves a /proc path).
+func setTimesFd(fd int, h *tar.Header) error {
+	ts := times(h)
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// times are an entry's atime and mtime; without an atime, the mtime.
+func times(h *tar.Header) [2]unix.Timespec {
+	ts := [2]unix.Timespec{unix.NsecToTimespec(h.AccessTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
 	if h.AccessTime.IsZero() {
 		ts[0] = ts[1]
 	}
-	return unix.UtimesNanoAt(parent, base, ts, unix.AT_SYMLINK_NOFOLLOW)
+	return ts
 }
 
 // writable lets an unprivileged unpacker change directory fd (rel), which
@@ -115,21 +173,25 @@ func setTimes(parent int, base string, h *tar.Header) error {
 // ignores directory permissions, an unprivileged user must open them up
 // and close them again at the end.
 func (a *applier) writable(fd int, rel string) error {
-	if !a.o.Rootless {
+	if !a.o.Rootless || fd == a.cache.fd && a.cache.writable {
 		return nil
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return err
 	}
-	if st.Mode&0o300 == 0o300 {
-		return nil
+	if st.Mode&0o300 != 0o300 {
+		mode := st.Mode & 0o7777
+		if err := unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), mode|0o700); err != nil {
+			return fmt.Errorf("open up read-only directory /%s: %w", rel, err)
+		}
+		a.opened = append(a.opened, dirMeta{rel: rel, h: &tar.Header{Mode: int64(mode)}})
 	}
-	mode := st.Mode & 0o7777
-	if err := unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), mode|0o700); err != nil {
-		return fmt.Errorf("open up read-only directory /%s: %w", rel, err)
+	if fd == a.cache.fd {
+		// Only finishDirs makes a directory read-only again: until then
+		// the cached one needs no second look.
+		a.cache.writable, a.cache.gid = true, int(st.Gid)
 	}
-	a.opened = append(a.opened, dirMeta{rel: rel, h: &tar.Header{Mode: int64(mode)}})
 	return nil
 }
 
@@ -150,7 +212,9 @@ func (a *applier) finishDirs() error {
 		if err != nil {
 			continue // replaced or removed later in the layer
 		}
-		a.xattrs(fd, d.rel, d.h)
+		var n notes
+		setXattrs(fd, d.h, &n)
+		a.warnAll(d.rel, n)
 		err = unix.Fchmod(fd, uint32(d.h.Mode&0o7777))
 		unix.Close(fd)
 		if err != nil {

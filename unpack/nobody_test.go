@@ -23,7 +23,7 @@ func TestAsNobody(t *testing.T) {
 	}
 	const id = testnobody.UID
 	out, err := testnobody.Run(t, []string{asEnv + "=65534"},
-		"-test.run", "^(TestHostile|TestHostileWalk|TestWalkMatchesOpenat2|TestSemantics|TestCompressions|TestCache.*|TestClone|TestAsNobody)$",
+		"-test.run", "^(TestHostile|TestHostileWalk|TestWalkMatchesOpenat2|TestSemantics|TestCompressions|TestCache.*|TestClone|TestBlobVerifiedOnce|TestWriteFails|TestWarningsInTarOrder|TestResolveUnderRenames|TestAsNobody)$",
 		"-test.count=1", "-test.v", "-test.timeout=5m")
 	var failed []string
 	for _, line := range strings.Split(out, "\n") {
@@ -41,7 +41,7 @@ func TestAsNobody(t *testing.T) {
 		}
 		t.Errorf("the suite as uid %d failed (%v):\n%s", id, err, strings.Join(failed, "\n"))
 	}
-	for _, name := range []string{"TestHostile/", "TestHostileWalk/", "TestCacheParentUnchanged", "TestCacheKilledBuild", "TestClone"} {
+	for _, name := range []string{"TestHostile/", "TestHostileWalk/", "TestCacheParentUnchanged", "TestCacheKilledBuild", "TestClone", "TestWriteFails", "TestWarningsInTarOrder", "TestBlobVerifiedOnce"} {
 		if !strings.Contains(out, "--- PASS: "+name) && !strings.Contains(out, "--- FAIL: "+name) {
 			t.Errorf("the suite as uid %d did not run %s:\n%s", id, name, out)
 		}

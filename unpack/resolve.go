@@ -24,16 +24,33 @@ func (a *applier) openInRoot(rel string, flags int) (int, error) {
 		rel = "."
 	}
 	if !a.walk {
-		fd, err := unix.Openat2(a.root, rel, &unix.OpenHow{
-			Flags:   uint64(flags | unix.O_CLOEXEC),
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-		})
-		if !errors.Is(err, unix.ENOSYS) {
+		fd, err := openat2InRoot(a.root, rel, flags)
+		if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EAGAIN) {
 			return fd, err
 		}
-		a.walk = true
+		a.walk = errors.Is(err, unix.ENOSYS)
 	}
 	return walkInRoot(a.root, rel, flags)
+}
+
+// maxEAGAIN bounds the openat2 retries of one path.
+const maxEAGAIN = 32
+
+// openat2InRoot is openat2(RESOLVE_IN_ROOT), retried on EAGAIN: the
+// kernel returns it when a rename or mount anywhere on the system raced
+// with resolving a "..", which a busy machine does all the time (a Go
+// build renames files into its cache). After maxEAGAIN tries it gives up
+// with EAGAIN, and openInRoot walks the path instead, which holds no lock
+// a rename could disturb.
+func openat2InRoot(root int, rel string, flags int) (int, error) {
+	how := &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
+	for range maxEAGAIN - 1 {
+		fd, err := unix.Openat2(root, rel, how)
+		if !errors.Is(err, unix.EAGAIN) {
+			return fd, err
+		}
+	}
+	return unix.Openat2(root, rel, how)
 }
 
 // walkInRoot resolves rel under the directory root one component at a

@@ -40,7 +40,7 @@ func TestWalkMatchesOpenat2(t *testing.T) {
 	}
 	for _, p := range paths {
 		for fname, flags := range flagSets {
-			kfd, kerr := unix.Openat2(rootFd, p, &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+			kfd, kerr := unpack.Openat2InRoot(rootFd, p, flags)
 			if errors.Is(kerr, unix.ENOSYS) {
 				t.Fatal("the kernel has no openat2 (Linux 5.6 or later) to compare the walk with; TestHostileWalk still covers the walk alone")
 			}
@@ -63,4 +63,49 @@ func describe(fd int, err error) string {
 		return "fstat " + err.Error()
 	}
 	return fmt.Sprintf("inode %d:%d mode %o", st.Dev, st.Ino, st.Mode&unix.S_IFMT)
+}
+
+// TestResolveUnderRenames: openat2 fails with EAGAIN when a rename
+// anywhere on the system races with resolving "..", about one call in a
+// hundred here while another goroutine moves a file between two
+// directories. Apply must not fail for it: a layer whose every file lies
+// behind a ".." symlink (each followed by a symlink entry, so that its
+// parent is resolved afresh) applies whole while renames run.
+func TestResolveUnderRenames(t *testing.T) {
+	e := newEnv(t)
+	defer e.checkCanary(t)
+	const files = 2000
+	b := newTar(t).dir("d/").dir("d/sub/").symlink("d/sub/up", "../..")
+	for i := range files {
+		b.file(fmt.Sprintf("d/sub/up/f%d", i), "x").symlink(fmt.Sprintf("s%d", i), "d")
+	}
+	l := mkLayer(t, "none", b.bytes())
+	moves := t.TempDir()
+	must(t, os.Mkdir(filepath.Join(moves, "a"), 0o755))
+	must(t, os.Mkdir(filepath.Join(moves, "b"), 0o755))
+	must(t, os.WriteFile(filepath.Join(moves, "a", "x"), nil, 0o644))
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			os.Rename(filepath.Join(moves, "a", "x"), filepath.Join(moves, "b", "x"))
+			os.Rename(filepath.Join(moves, "b", "x"), filepath.Join(moves, "a", "x"))
+		}
+	}()
+	r, err := apply(e.root, l, unpack.Options{})
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatalf("Apply with renames running: %v", err)
+	}
+	if want := 3 + 2*files; r.Entries != want {
+		t.Errorf("%d entries applied, want %d", r.Entries, want)
+	}
+	e.wantFile(t, fmt.Sprintf("f%d", files-1), "x")
 }

@@ -22,7 +22,7 @@ var (
 // TestSemantics checks that well-formed layers give the tree the image
 // spec describes (and the canary stays untouched here too).
 func TestSemantics(t *testing.T) {
-	runCases(t, semanticCases())
+	runCases(t, append(semanticCases(), metadataCases()...))
 }
 
 func semanticCases() []hcase {
