@@ -50,10 +50,18 @@ func (t *tree) resolve(p string) (string, error) {
 		return "", fmt.Errorf("open %s: %w", t.root, err)
 	}
 	defer unix.Close(dirfd)
-	fd, err := unix.Openat2(dirfd, rel, &unix.OpenHow{
+	how := &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
+	}
+	fd, err := unix.Openat2(dirfd, rel, how)
+	// The kernel answers EAGAIN when a rename anywhere on the system races
+	// with resolving a ".." (a busy CI machine renames all the time); a
+	// retry resolves again. Bounded, so a pathological machine gets an
+	// error rather than a spin.
+	for i := 0; i < 64 && errors.Is(err, unix.EAGAIN); i++ {
+		fd, err = unix.Openat2(dirfd, rel, how)
+	}
 	if errors.Is(err, unix.ENOSYS) {
 		return "", errors.New("the kernel lacks openat2 (Linux 5.6 or later is needed to build safely)")
 	}
