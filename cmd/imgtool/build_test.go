@@ -114,7 +114,12 @@ func inspectImage(t *testing.T, c *cli, ref string) inspected {
 // entries.
 func exportFiles(t *testing.T, c *cli, ref string) map[string]*tar.Header {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "fs.tar")
+	dir := t.TempDir()
+	if c.uid != 0 && os.Getuid() == 0 {
+		os.Chmod(filepath.Dir(dir), 0o755) // the test's temp root is 0700
+		chownTree(t, dir, c.uid)
+	}
+	out := filepath.Join(dir, "fs.tar")
 	c.ok("export", ref, "-o", out)
 	f, err := os.Open(out)
 	if err != nil {
