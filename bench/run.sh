@@ -5,7 +5,8 @@
 #   crun:   crun run of the same rootfs as a bundle from `runc spec --rootless`
 #   podman: rootless podman run --rm --network none of the same image
 # in alternated rounds (ROUNDS, default 30), printing medians and ratios.
-# BASE=<git revision> adds a column for imgtool built at that revision,
+# BASE=<git revision> adds a column for imgtool built at that revision
+# (with a data root of its own),
 # for a before/after comparison in the same alternated run.
 #
 # Needs root: it drops to uid 65534 itself, inside a private mount
@@ -50,7 +51,10 @@ if [ -n "${BASE:-}" ]; then
 		(cd "$W/base-src" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$W/imgtool-base" ./cmd/imgtool)
 	fi
 	rm -rf "$W/base-src"
-	base=("base=$W/imgtool-base --root $W/root run bench:1 /bin/true")
+	# Its own data root (a copy, made below, once the image is in): two
+	# builds whose container inits differ would each replace the other's
+	# under cache/runner-init on every run, and time that instead.
+	base=("base=$W/imgtool-base --root $W/root-base run bench:1 /bin/true")
 fi
 go build -o "$W/alternate" ./internal/cmd/alternate
 
@@ -69,6 +73,9 @@ img unpack bench:1 "$W/bundle/rootfs" 2>/dev/null
 (cd "$W/bundle" && nobody runc spec --rootless)
 sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"\/bin\/true"/' "$W/bundle/config.json"
 img save -o "$W/bench.tar" bench:1 >/dev/null
+if [ ${#base[@]} -gt 0 ]; then
+	cp -a "$W/root" "$W/root-base"
+fi
 nobody podman load -q -i "$W/bench.tar" >/dev/null 2>&1
 # Its pause process was made outside the masked mount namespace: the
 # measured runs must make their own inside it.
