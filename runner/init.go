@@ -32,6 +32,18 @@ func initMain() int {
 		fmt.Fprintln(os.Stderr, "imgtool: the container init must be started by imgtool")
 		return 125
 	}
+	// The forwarded signals are caught by a goroutine of their own while
+	// this one reads the config and sets up the mounts: os/signal enables
+	// each signal in a round trip to a thread it starts first, about half
+	// a millisecond. Setup needs no handler (the caller forwards nothing
+	// before the command starts); the command starts only once they are
+	// in place, since PID 1 drops the signals it has no handler for.
+	sigs := make(chan os.Signal, 16)
+	caught := make(chan struct{})
+	go func() {
+		signal.Notify(sigs, forwarded...)
+		close(caught)
+	}()
 	var cfg config
 	// Blocks until the parent has written the id maps.
 	if err := json.NewDecoder(io.LimitReader(cfgFile, 16<<20)).Decode(&cfg); err != nil {
@@ -44,11 +56,6 @@ func initMain() int {
 		report(statusFile, status{Kind: "setup", Msg: "re-execute the init after mapping ids: " + err.Error()})
 		return 125
 	}
-	// Catch the forwardable signals before anything runs: PID 1 ignores
-	// the ones it has no handler for.
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, forwarded...)
-
 	m, err := setupMounts(&cfg)
 	if err != nil {
 		kind := "setup"
@@ -59,6 +66,7 @@ func initMain() int {
 		report(statusFile, status{Kind: kind, Msg: err.Error()})
 		return 125
 	}
+	<-caught
 	pid, st := startCommand(&cfg)
 	if st.Kind != "ok" {
 		report(statusFile, st)
