@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -46,7 +45,11 @@ func initMain() int {
 	}()
 	var cfg config
 	// Blocks until the parent has written the id maps.
-	if err := json.NewDecoder(io.LimitReader(cfgFile, 16<<20)).Decode(&cfg); err != nil {
+	msg, err := receive(cfgFile, 16<<20)
+	if err == nil {
+		err = cfg.decode(msg)
+	}
+	if err != nil {
 		report(statusFile, status{Kind: "setup", Msg: "read config: " + err.Error()})
 		return 125
 	}
@@ -89,7 +92,7 @@ func initMain() int {
 }
 
 // send writes one status message; report writes the last one.
-func send(f *os.File, st status) { _ = json.NewEncoder(f).Encode(st) }
+func send(f *os.File, st status) { _ = st.encode().send(f) }
 
 func report(f *os.File, st status) {
 	send(f, st)
@@ -158,7 +161,7 @@ func reexec(cfg *config) error {
 		return err
 	}
 	f := os.NewFile(uintptr(fd), "config")
-	if err := json.NewEncoder(f).Encode(cfg); err != nil {
+	if err := cfg.encode().send(f); err != nil {
 		return err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {

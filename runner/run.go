@@ -2,9 +2,9 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"syscall"
@@ -45,8 +45,8 @@ type config struct {
 // status is the init's one report before the command runs.
 type status struct {
 	Kind string // "ok", "overlay", "setup" or "exec"
-	Msg  string `json:",omitempty"`
-	Code int    `json:",omitempty"`
+	Msg  string
+	Code int
 }
 
 // ErrExec: the command could not be executed (not found, not executable).
@@ -91,9 +91,13 @@ func (s *Spec) scratch() (string, error) {
 	return state, nil
 }
 
-func readStatus(dec *json.Decoder) (status, error) {
+// readStatus reads the init's next status report.
+func readStatus(r io.Reader) (status, error) {
 	var st status
-	err := dec.Decode(&st)
+	m, err := receive(r, 1<<16)
+	if err == nil {
+		err = st.decode(m)
+	}
 	if err != nil {
 		return st, fmt.Errorf("read init status: %w", err)
 	}
