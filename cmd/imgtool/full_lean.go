@@ -56,6 +56,7 @@ func fullCommand(o *globalOptions, use, short string) *cobra.Command {
 		// A SIGTERM or SIGINT from here on kills this process as it would
 		// the full imgtool before it sets its handlers; one that came
 		// before was caught by main and is not lost.
+		interruptsCaught(ctx)
 		signal.Reset(os.Interrupt, syscall.SIGTERM)
 		if ctx != nil && ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", use, ctx.Err())
