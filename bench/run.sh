@@ -8,6 +8,10 @@
 # BASE=<git revision> adds a column for imgtool built at that revision
 # (with a data root of its own),
 # for a before/after comparison in the same alternated run.
+# FIFO=1 runs the timed rounds (only those) under SCHED_FIFO, so that on a
+# machine shared with other work the columns are timed as on a quiet one;
+# podman's column stays SCHED_OTHER (podman and its cleanup process spin,
+# under SCHED_FIFO, on work a normal process has to do).
 #
 # Needs root: it drops to uid 65534 itself, inside a private mount
 # namespace with an empty read-only tmpfs over /sys/fs/cgroup/unified,
@@ -81,16 +85,20 @@ nobody podman load -q -i "$W/bench.tar" >/dev/null 2>&1
 # measured runs must make their own inside it.
 kill "$(cat "$W/run/libpod/tmp/pause.pid")" 2>/dev/null || true
 
-echo "warm run of /bin/true as uid 65534, $(nproc) cores, $(uname -r)"
-unshare --mount sh -c '
+rt=() podman_rt=""
+if [ "${FIFO:-}" = 1 ]; then
+	rt=(chrt --fifo 10) podman_rt="chrt --other 0"
+fi
+echo "warm run of /bin/true as uid 65534, $(nproc) cores, $(uname -r)${rt:+, SCHED_FIFO}"
+"${rt[@]}" unshare --mount sh -c '
 	mount -t tmpfs -o ro tmpfs /sys/fs/cgroup/unified
-	W=$1 n=$2
-	shift 2
+	W=$1 n=$2 P=$3
+	shift 3
 	exec setpriv --reuid 65534 --regid 65534 --clear-groups env HOME="$W" XDG_RUNTIME_DIR="$W/run" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 		"$W/alternate" -n "$n" -vs imgtool \
 		floor="unshare --user --map-root-user --mount --pid --fork --mount-proc chroot $W/bundle/rootfs /bin/true" \
 		imgtool="$W/imgtool --root $W/root run bench:1 /bin/true" \
 		crun="crun --root $W/crun run --bundle $W/bundle bench" \
-		podman="podman run --rm --network none bench:1 /bin/true" "$@"
-' sh "$W" "$ROUNDS" "${base[@]}" 2>&1 | grep -v 'level=\(warning\|error\)'
+		podman="$P podman run --rm --network none bench:1 /bin/true" "$@"
+' sh "$W" "$ROUNDS" "$podman_rt" "${base[@]}" 2>&1 | grep -v 'level=\(warning\|error\)'
 echo "targets: imgtool at most 3x floor (floor ratio >= 0.33), at most 0.75x crun (crun ratio >= 1.33), podman ratio >= 10"
