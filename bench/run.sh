@@ -5,8 +5,13 @@
 #   crun:   crun run of the same rootfs as a bundle from `runc spec --rootless`
 #   podman: rootless podman run --rm --network none of the same image
 # in alternated rounds (ROUNDS, default 30), printing medians and ratios.
-# BASE=<git revision> adds a column for imgtool built at that revision,
+# BASE=<git revision> adds a column for imgtool built at that revision
+# (with a data root of its own),
 # for a before/after comparison in the same alternated run.
+# FIFO=1 runs the timed rounds (only those) under SCHED_FIFO, so that on a
+# machine shared with other work the columns are timed as on a quiet one;
+# podman's column stays SCHED_OTHER (podman and its cleanup process spin,
+# under SCHED_FIFO, on work a normal process has to do).
 #
 # Needs root: it drops to uid 65534 itself, inside a private mount
 # namespace with an empty read-only tmpfs over /sys/fs/cgroup/unified,
@@ -50,7 +55,10 @@ if [ -n "${BASE:-}" ]; then
 		(cd "$W/base-src" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$W/imgtool-base" ./cmd/imgtool)
 	fi
 	rm -rf "$W/base-src"
-	base=("base=$W/imgtool-base --root $W/root run bench:1 /bin/true")
+	# Its own data root (a copy, made below, once the image is in): two
+	# builds whose container inits differ would each replace the other's
+	# under cache/runner-init on every run, and time that instead.
+	base=("base=$W/imgtool-base --root $W/root-base run bench:1 /bin/true")
 fi
 go build -o "$W/alternate" ./internal/cmd/alternate
 
@@ -69,21 +77,28 @@ img unpack bench:1 "$W/bundle/rootfs" 2>/dev/null
 (cd "$W/bundle" && nobody runc spec --rootless)
 sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"\/bin\/true"/' "$W/bundle/config.json"
 img save -o "$W/bench.tar" bench:1 >/dev/null
+if [ ${#base[@]} -gt 0 ]; then
+	cp -a "$W/root" "$W/root-base"
+fi
 nobody podman load -q -i "$W/bench.tar" >/dev/null 2>&1
 # Its pause process was made outside the masked mount namespace: the
 # measured runs must make their own inside it.
 kill "$(cat "$W/run/libpod/tmp/pause.pid")" 2>/dev/null || true
 
-echo "warm run of /bin/true as uid 65534, $(nproc) cores, $(uname -r)"
-unshare --mount sh -c '
+rt=() podman_rt=""
+if [ "${FIFO:-}" = 1 ]; then
+	rt=(chrt --fifo 10) podman_rt="chrt --other 0"
+fi
+echo "warm run of /bin/true as uid 65534, $(nproc) cores, $(uname -r)${rt:+, SCHED_FIFO}"
+"${rt[@]}" unshare --mount sh -c '
 	mount -t tmpfs -o ro tmpfs /sys/fs/cgroup/unified
-	W=$1 n=$2
-	shift 2
+	W=$1 n=$2 P=$3
+	shift 3
 	exec setpriv --reuid 65534 --regid 65534 --clear-groups env HOME="$W" XDG_RUNTIME_DIR="$W/run" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 		"$W/alternate" -n "$n" -vs imgtool \
 		floor="unshare --user --map-root-user --mount --pid --fork --mount-proc chroot $W/bundle/rootfs /bin/true" \
 		imgtool="$W/imgtool --root $W/root run bench:1 /bin/true" \
 		crun="crun --root $W/crun run --bundle $W/bundle bench" \
-		podman="podman run --rm --network none bench:1 /bin/true" "$@"
-' sh "$W" "$ROUNDS" "${base[@]}" 2>&1 | grep -v 'level=\(warning\|error\)'
+		podman="$P podman run --rm --network none bench:1 /bin/true" "$@"
+' sh "$W" "$ROUNDS" "$podman_rt" "${base[@]}" 2>&1 | grep -v 'level=\(warning\|error\)'
 echo "targets: imgtool at most 3x floor (floor ratio >= 0.33), at most 0.75x crun (crun ratio >= 1.33), podman ratio >= 10"

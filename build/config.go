@@ -134,7 +134,7 @@ func (s *stageRun) configure(c instructions.Command) error {
 // applyChange applies one already expanded instruction with manifest's
 // validation (ports, signals), which docker import --change shares.
 func (s *stageRun) applyChange(change string) error {
-	cfg, err := manifest.ApplyChanges(s.img.Config.ImageConfig, []string{change})
+	cfg, err := ApplyChanges(s.img.Config.ImageConfig, []string{change})
 	if err != nil {
 		return err
 	}

@@ -20,10 +20,7 @@ import (
 // the given clock time.
 func importImage(t *testing.T, l manifest.LayerDesc, now time.Time, epoch *time.Time) manifest.ImageBlobs {
 	t.Helper()
-	cfg, err := manifest.ApplyChanges(ocispec.ImageConfig{}, []string{`CMD ["/bin/sh"]`, "ENV A=b", `LABEL z=1 a="two words"`})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := ocispec.ImageConfig{Cmd: []string{"/bin/sh"}, Env: []string{"A=b"}, Labels: map[string]string{"z": "1", "a": "two words"}}
 	img, err := manifest.Append(ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}, Config: cfg},
 		[]manifest.Step{{Layer: &l, CreatedBy: "imgtool import"}}, manifest.AppendOptions{Created: now, SourceDateEpoch: epoch})
 	if err != nil {

@@ -5,7 +5,7 @@
 //
 // It also assembles images: LayerDesc is what a written layer is known by;
 // Append adds layers and history to a config (honouring SOURCE_DATE_EPOCH);
-// ApplyChanges applies `--change` Dockerfile instructions to it; Image and
+// Image and
 // Index encode the blobs that make an image or index; ToDocker and
 // FromDocker convert between OCI and Docker v2 schema 2 media types.
 //

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -32,9 +31,25 @@ func initMain() int {
 		fmt.Fprintln(os.Stderr, "imgtool: the container init must be started by imgtool")
 		return 125
 	}
+	// The forwarded signals are caught by a goroutine of their own while
+	// this one reads the config and sets up the mounts: os/signal enables
+	// each signal in a round trip to a thread it starts first, about half
+	// a millisecond. Setup needs no handler (the caller forwards nothing
+	// before the command starts); the command starts only once they are
+	// in place, since PID 1 drops the signals it has no handler for.
+	sigs := make(chan os.Signal, 16)
+	caught := make(chan struct{})
+	go func() {
+		signal.Notify(sigs, forwarded...)
+		close(caught)
+	}()
 	var cfg config
 	// Blocks until the parent has written the id maps.
-	if err := json.NewDecoder(io.LimitReader(cfgFile, 16<<20)).Decode(&cfg); err != nil {
+	msg, err := receive(cfgFile, 16<<20)
+	if err == nil {
+		err = cfg.decode(msg)
+	}
+	if err != nil {
 		report(statusFile, status{Kind: "setup", Msg: "read config: " + err.Error()})
 		return 125
 	}
@@ -44,11 +59,6 @@ func initMain() int {
 		report(statusFile, status{Kind: "setup", Msg: "re-execute the init after mapping ids: " + err.Error()})
 		return 125
 	}
-	// Catch the forwardable signals before anything runs: PID 1 ignores
-	// the ones it has no handler for.
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, forwarded...)
-
 	m, err := setupMounts(&cfg)
 	if err != nil {
 		kind := "setup"
@@ -59,6 +69,7 @@ func initMain() int {
 		report(statusFile, status{Kind: kind, Msg: err.Error()})
 		return 125
 	}
+	<-caught
 	pid, st := startCommand(&cfg)
 	if st.Kind != "ok" {
 		report(statusFile, st)
@@ -81,7 +92,7 @@ func initMain() int {
 }
 
 // send writes one status message; report writes the last one.
-func send(f *os.File, st status) { _ = json.NewEncoder(f).Encode(st) }
+func send(f *os.File, st status) { _ = st.encode().send(f) }
 
 func report(f *os.File, st status) {
 	send(f, st)
@@ -150,7 +161,7 @@ func reexec(cfg *config) error {
 		return err
 	}
 	f := os.NewFile(uintptr(fd), "config")
-	if err := json.NewEncoder(f).Encode(cfg); err != nil {
+	if err := cfg.encode().send(f); err != nil {
 		return err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {

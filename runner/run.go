@@ -2,9 +2,9 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"syscall"
@@ -45,8 +45,8 @@ type config struct {
 // status is the init's one report before the command runs.
 type status struct {
 	Kind string // "ok", "overlay", "setup" or "exec"
-	Msg  string `json:",omitempty"`
-	Code int    `json:",omitempty"`
+	Msg  string
+	Code int
 }
 
 // ErrExec: the command could not be executed (not found, not executable).
@@ -91,9 +91,13 @@ func (s *Spec) scratch() (string, error) {
 	return state, nil
 }
 
-func readStatus(dec *json.Decoder) (status, error) {
+// readStatus reads the init's next status report.
+func readStatus(r io.Reader) (status, error) {
 	var st status
-	err := dec.Decode(&st)
+	m, err := receive(r, 1<<16)
+	if err == nil {
+		err = st.decode(m)
+	}
 	if err != nil {
 		return st, fmt.Errorf("read init status: %w", err)
 	}
@@ -102,7 +106,11 @@ func readStatus(dec *json.Decoder) (status, error) {
 
 // proc is the running init seen from the parent.
 type proc struct {
+	process *os.Process
+	// cmd is set when the init was started through os/exec, whose Wait
+	// also finishes copying the standard streams that are not files.
 	cmd     *exec.Cmd
+	files   bool // the init's standard streams are files: nothing copies them
 	cfgW    *os.File
 	statusR *os.File
 	term    *terminal
@@ -125,24 +133,23 @@ func start(ctx context.Context, s *Spec, stdio Stdio, mapping idMapping, initExe
 	if initExe == "" {
 		initExe = "/proc/self/exe"
 	}
-	cmd := exec.CommandContext(ctx, initExe)
-	cmd.Args = []string{initArg0}
-	cmd.Env = []string{}
-	cmd.ExtraFiles = []*os.File{cfgR, statusW}
+	argv, env := []string{initArg0}, []string{}
+	extra := []*os.File{cfgR, statusW}
 	var consoleInit *os.File
 	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if s.Network == NetworkNone {
 		flags |= unix.CLONE_NEWNET
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
+	sys := &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
 	if !mapping.Helper {
 		// Go writes these maps before the child execs, so the init starts
 		// as root of its namespace with every capability there.
-		cmd.SysProcAttr.UidMappings = sysMap(mapping.UIDs)
-		cmd.SysProcAttr.GidMappings = sysMap(mapping.GIDs)
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = mapping.setGroups()
+		sys.UidMappings = sysMap(mapping.UIDs)
+		sys.GidMappings = sysMap(mapping.GIDs)
+		sys.GidMappingsEnableSetgroups = mapping.setGroups()
 	}
-	p := &proc{cmd: cmd, cfgW: cfgW, statusR: statusR, done: make(chan struct{})}
+	p := &proc{cfgW: cfgW, statusR: statusR, done: make(chan struct{})}
+	streams := [3]any{stdio.Stdin, stdio.Stdout, stdio.Stderr}
 	if s.TTY {
 		if p.term, consoleInit, err = newTerminal(stdio); err != nil {
 			cfgR.Close()
@@ -152,12 +159,22 @@ func start(ctx context.Context, s *Spec, stdio Stdio, mapping idMapping, initExe
 			return nil, err
 		}
 		// The init's own diagnostics still reach the caller's stderr.
-		cmd.ExtraFiles = append(cmd.ExtraFiles, consoleInit)
-		cmd.Stderr = stdio.Stderr
-	} else {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+		extra = append(extra, consoleInit)
+		streams = [3]any{nil, nil, stdio.Stderr}
 	}
-	err = cmd.Start()
+	p.files = isFileOrNil(streams[0]) && isFileOrNil(streams[1]) && isFileOrNil(streams[2])
+	if p.files {
+		p.process, err = startDirect(ctx, initExe, argv, env, streams, extra, sys, p.done)
+	} else {
+		cmd := exec.CommandContext(ctx, initExe)
+		cmd.Args, cmd.Env, cmd.ExtraFiles, cmd.SysProcAttr = argv, env, extra, sys
+		cmd.Stdin, _ = streams[0].(io.Reader)
+		cmd.Stdout, _ = streams[1].(io.Writer)
+		cmd.Stderr, _ = streams[2].(io.Writer)
+		if err = cmd.Start(); err == nil {
+			p.cmd, p.process = cmd, cmd.Process
+		}
+	}
 	cfgR.Close()
 	statusW.Close()
 	if consoleInit != nil {
@@ -191,7 +208,7 @@ func (p *proc) forward(sigs <-chan os.Signal) {
 	for {
 		select {
 		case sig := <-sigs:
-			_ = p.cmd.Process.Signal(sig)
+			_ = p.process.Signal(sig)
 		case <-p.done:
 			return
 		}
@@ -200,22 +217,26 @@ func (p *proc) forward(sigs <-chan os.Signal) {
 
 // wait returns the init's exit status, which is the command's.
 func (p *proc) wait() int {
-	err := p.cmd.Wait()
+	var state *os.ProcessState
+	var err error
+	if p.cmd != nil {
+		err = p.cmd.Wait()
+		state = p.cmd.ProcessState
+	} else {
+		state, err = p.process.Wait()
+	}
 	close(p.done)
 	if p.term != nil {
 		p.term.drain()
 	}
-	if err == nil {
-		return 0
-	}
 	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ee.ExitCode()
+	if state == nil || (err != nil && !errors.As(err, &ee)) {
+		return -1
 	}
-	return -1
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return state.ExitCode()
 }
 
 // detachable reports whether Run may return before the init is reaped:
@@ -223,7 +244,7 @@ func (p *proc) wait() int {
 // the init, and the caller expects the output complete) and no terminal
 // needs draining.
 func (p *proc) detachable() bool {
-	return p.term == nil && isFileOrNil(p.cmd.Stdin) && isFileOrNil(p.cmd.Stdout) && isFileOrNil(p.cmd.Stderr)
+	return p.term == nil && p.files
 }
 
 func isFileOrNil(v any) bool {
@@ -237,7 +258,7 @@ func isFileOrNil(v any) bool {
 }
 
 func (p *proc) kill() {
-	_ = p.cmd.Process.Kill()
+	_ = p.process.Kill()
 	p.wait()
 }
 

@@ -2,10 +2,8 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 )
 
@@ -45,7 +43,7 @@ func Start(ctx context.Context, s Spec, stdio Stdio) (*Container, error) {
 	if mapping.Helper {
 		// The init exec'd before these maps existed, so it holds no
 		// capabilities yet: it execs itself once more when it sees Reexec.
-		if err := mapping.write(p.cmd.Process.Pid); err != nil {
+		if err := mapping.write(p.process.Pid); err != nil {
 			p.kill()
 			p.close()
 			return nil, fmt.Errorf("map ids into the user namespace: %w", err)
@@ -105,7 +103,7 @@ func (c *Container) Run(s Spec) (int, error) {
 	if p.term != nil {
 		cfg.Winsize = p.term.size()
 	}
-	if err := json.NewEncoder(p.cfgW).Encode(cfg); err != nil {
+	if err := cfg.encode().send(p.cfgW); err != nil {
 		p.kill()
 		return -1, fmt.Errorf("send config to the container init: %w", err)
 	}
@@ -117,8 +115,7 @@ func (c *Container) Run(s Spec) (int, error) {
 			p.term.sock.Close()
 		}
 	}
-	dec := json.NewDecoder(io.LimitReader(p.statusR, 1<<16))
-	st, err := readStatus(dec)
+	st, err := readStatus(p.statusR)
 	if err != nil || st.Kind != "ok" {
 		code := p.wait()
 		switch {
@@ -136,7 +133,7 @@ func (c *Container) Run(s Spec) (int, error) {
 	if p.detachable() {
 		// The init reports the status once the container is gone; its
 		// own exit, which unmounts everything, need not be waited for.
-		if st, err := readStatus(dec); err == nil && st.Kind == "exit" {
+		if st, err := readStatus(p.statusR); err == nil && st.Kind == "exit" {
 			go p.wait()
 			return st.Code, nil
 		}

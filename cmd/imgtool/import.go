@@ -1,3 +1,5 @@
+//go:build !imgtool_lean
+
 package main
 
 import (
@@ -9,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/imgtool/imgtool/build"
 	"github.com/imgtool/imgtool/layer"
 	"github.com/imgtool/imgtool/manifest"
 	"github.com/imgtool/imgtool/store"
@@ -62,7 +65,7 @@ cannot pull zstd (docker before 23, containerd before 1.5). With SOURCE_DATE_EPO
 			if err != nil {
 				return usageError{err}
 			}
-			cfg, err := manifest.ApplyChanges(ocispec.ImageConfig{}, opts.changes)
+			cfg, err := build.ApplyChanges(ocispec.ImageConfig{}, opts.changes)
 			if err != nil {
 				return err
 			}

@@ -18,7 +18,8 @@ import (
 )
 
 // TestLeanStartup checks the binary `make build` produces: its process
-// start initialises none of the registry's packages.
+// start initialises none of the registry's packages, nor the build
+// package and the Dockerfile parser's (BuildKit, protobuf, gob).
 func TestLeanStartup(t *testing.T) {
 	cmd := exec.Command(binary, "version")
 	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
@@ -34,7 +35,8 @@ func TestLeanStartup(t *testing.T) {
 			continue
 		}
 		inits++
-		for _, h := range []string{"github.com/distribution/", "github.com/prometheus/", "go.opentelemetry.io/", "google.golang.org/grpc", "github.com/aws/", "github.com/imgtool/imgtool/registry"} {
+		for _, h := range []string{"github.com/distribution/", "github.com/prometheus/", "go.opentelemetry.io/", "google.golang.org/grpc", "github.com/aws/", "github.com/imgtool/imgtool/registry",
+			"github.com/imgtool/imgtool/build", "github.com/moby/buildkit/", "google.golang.org/protobuf/", "encoding/gob"} {
 			if strings.HasPrefix(f[1], h) {
 				t.Errorf("imgtool version initialises %s", f[1])
 			}
@@ -56,8 +58,8 @@ func TestLeanRegistryServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(`^` + regexp.QuoteMeta(filepath.Join(root, "cache", "registry-exe")) + `/[0-9a-f]{64}$`).MatchString(exe) {
-		t.Errorf("registry serve runs %s, want the full imgtool under <root>/cache/registry-exe", exe)
+	if !regexp.MustCompile(`^` + regexp.QuoteMeta(filepath.Join(root, "cache", "imgtool-full")) + `/[0-9a-f]{64}$`).MatchString(exe) {
+		t.Errorf("registry serve runs %s, want the full imgtool under <root>/cache/imgtool-full", exe)
 	}
 	resp, err := http.Get("http://" + srv.addr + "/v2/")
 	if err != nil {
@@ -96,7 +98,7 @@ func TestLeanRegistryHelp(t *testing.T) {
 	other, unused := t.TempDir(), t.TempDir()
 	c.ok("registry", "--root", unused, "user", "--help", "--root="+other)
 	for dir, want := range map[string]int{c.root: 1, other: 1, unused: 0} {
-		if m, _ := filepath.Glob(filepath.Join(dir, "cache", "registry-exe", "*")); len(m) != want {
+		if m, _ := filepath.Glob(filepath.Join(dir, "cache", "imgtool-full", "*")); len(m) != want {
 			t.Errorf("%s: %v, want %d published", dir, m, want)
 		}
 	}
@@ -137,7 +139,7 @@ func TestLeanRegistryReadOnlyRoot(t *testing.T) {
 	if out := run("HOME="+home, "XDG_CACHE_HOME="+cache); !strings.Contains(out, "serve") {
 		t.Errorf("help:\n%s", out)
 	}
-	if m, _ := filepath.Glob(filepath.Join(cache, "imgtool", "registry-exe", "*")); len(m) != 1 {
+	if m, _ := filepath.Glob(filepath.Join(cache, "imgtool", "imgtool-full", "*")); len(m) != 1 {
 		t.Errorf("not published in XDG_CACHE_HOME: %v", m)
 	}
 	if m, _ := filepath.Glob(filepath.Join(root, "cache", "*")); len(m) != 0 {
@@ -201,5 +203,41 @@ func serveProfiled(t *testing.T) {
 	}
 	if b, err := io.ReadAll(zr); err != nil || len(b) == 0 {
 		t.Fatalf("profile: %d bytes, %v", len(b), err)
+	}
+}
+
+// TestLeanFullCommands: build, prune and import of the lean binary are
+// the full imgtool's, help and flag errors included, and a build's RUN
+// steps start the container init the full imgtool carries too (which
+// it publishes under the data root), not the full imgtool again.
+func TestLeanFullCommands(t *testing.T) {
+	c := newCLI(t)
+	help := c.ok("--help")
+	for cmd, flag := range map[string]string{"build": "--build-arg", "prune": "--keep-storage", "import": "--change"} {
+		if !regexp.MustCompile(`(?m)^  ` + cmd + ` `).MatchString(help) {
+			t.Errorf("imgtool --help does not list %s:\n%s", cmd, help)
+		}
+		if out := c.ok(cmd, "--help"); !strings.Contains(out, flag) {
+			t.Errorf("imgtool %s --help has no %s:\n%s", cmd, flag, out)
+		}
+		if msg := c.fail(2, cmd, "--no-such-flag"); msg != "imgtool: unknown flag: --no-such-flag" {
+			t.Errorf("%s: unknown flag: %q", cmd, msg)
+		}
+	}
+	importBusybox(t, c, "base:1")
+	dir := writeContext(t, t.TempDir(), map[string]string{"Dockerfile": "FROM base:1\nRUN /bin/busybox stat -L -c %s /proc/1/exe > /init-size\n"})
+	c.ok("build", "-t", "ran:1", dir)
+	inits, _ := filepath.Glob(filepath.Join(c.root, "cache", "runner-init", "*"))
+	if len(inits) != 1 {
+		t.Fatalf("after a build with a RUN step: inits %v, want the one the full imgtool carries", inits)
+	}
+	st, err := os.Stat(inits[0])
+	must(t, err)
+	got := strings.TrimSpace(c.ok("run", "ran:1", "cat", "/init-size"))
+	if got != strconv.FormatInt(st.Size(), 10) {
+		t.Errorf("the RUN step's PID 1 was %s bytes, want the init's %d", got, st.Size())
+	}
+	if m, _ := filepath.Glob(filepath.Join(c.root, "cache", "imgtool-full", "*")); len(m) != 1 {
+		t.Errorf("full imgtool published: %v, want one", m)
 	}
 }

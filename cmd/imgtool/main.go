@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/imgtool/imgtool/runner"
 )
@@ -20,11 +18,10 @@ func main() {
 		// The container init of `imgtool run` and of build steps.
 		runner.Init()
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx := interruptContext()
 	endProfile := startProfile()
 	code := run(ctx, os.Args[1:])
 	endProfile()
-	stop()
 	os.Exit(code)
 }
 

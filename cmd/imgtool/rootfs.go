@@ -16,7 +16,7 @@ import (
 // openCache opens the unpack cache under the data root, in the ownership
 // mode this user unpacks in.
 func (o *globalOptions) openCache(ctx context.Context) (*unpack.Cache, error) {
-	return unpack.OpenCache(ctx, filepath.Join(o.root, "cache", "unpack"), unpack.Options{Rootless: os.Geteuid() != 0})
+	return unpack.OpenCache(ctx, o.unpackCacheDir(), unpack.Options{Rootless: os.Geteuid() != 0})
 }
 
 // leaseRootfs returns the image's filesystem from the unpack cache

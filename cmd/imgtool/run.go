@@ -53,9 +53,7 @@ mapped to root alone and only uid 0 exists in the container.`,
 			if err != nil {
 				return usageError{err}
 			}
-			return o.withStore(cmd, func(ctx context.Context, s *store.Store) error {
-				return o.runImage(ctx, s, args[0], args[1:], &ro, spec)
-			})
+			return o.runImage(cmd.Context(), args[0], args[1:], &ro, spec)
 		},
 	}
 	// Docker's syntax: flags after IMAGE belong to the command.
@@ -139,22 +137,28 @@ func (ro *runOptions) envFor(image []string) ([]string, error) {
 	return runner.MergeEnv(image, fromFiles, fromFlags), nil
 }
 
-func (o *globalOptions) runImage(ctx context.Context, s *store.Store, ref string, args []string, ro *runOptions, spec runner.Spec) error {
+func (o *globalOptions) runImage(ctx context.Context, ref string, args []string, ro *runOptions, spec runner.Spec) error {
 	spec.Notice = o.noticeOnce()
 	spec.Init = o.initExe()
 	stdio := runner.Stdio{Stdout: os.Stdout, Stderr: os.Stderr}
 	if ro.interactive {
 		stdio.Stdin = os.Stdin
 	}
-	// The container's init starts first, so that its start overlaps
-	// finding the image and leasing its filesystem. Signals are forwarded
-	// to the container rather than cancelling it.
+	// The container's init starts first, before even the store is open,
+	// so that its start overlaps finding the image and leasing its
+	// filesystem. Signals are forwarded to the container rather than
+	// cancelling it.
 	runCtx := context.WithoutCancel(ctx)
 	c, err := runner.Start(runCtx, spec, stdio)
 	if err != nil {
 		return fmt.Errorf("run %s: %w", ref, err)
 	}
 	defer c.Close()
+	s, err := o.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
 
 	im, err := o.resolveOrPullRun(ctx, s, ref)
 	if err != nil {
@@ -201,9 +205,11 @@ func (o *globalOptions) runImage(ctx context.Context, s *store.Store, ref string
 	}
 	defer lease.Release()
 
+	// Not stopped: the process ends with the run, and signal.Stop waits
+	// for os/signal's loop to go idle, a third of a millisecond of a
+	// 10 ms run. A signal that comes after the run is ignored.
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
-	defer signal.Stop(sigs)
 	spec.Signals = sigs
 	code, err := o.runWithRootfs(runCtx, c, lease, spec, stdio)
 	if errors.Is(err, runner.ErrExec) {

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/imgtool/imgtool/internal/embedexe"
 )
@@ -28,4 +31,31 @@ func (o *globalOptions) initExe() string {
 		return ""
 	}
 	return p
+}
+
+// noticeOnce returns where the runner's notice (such as the single-id
+// mapping) goes: standard error the first time on this data root, then
+// nowhere, so that CI logs do not repeat it for every run and RUN step.
+func (o *globalOptions) noticeOnce() io.Writer {
+	return &onceWriter{marker: filepath.Join(o.root, ".runner-notice-shown"), w: os.Stderr}
+}
+
+type onceWriter struct {
+	once   sync.Once
+	marker string
+	w      io.Writer
+}
+
+func (o *onceWriter) Write(p []byte) (int, error) {
+	o.once.Do(func() {
+		f, err := os.OpenFile(o.marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil && errors.Is(err, os.ErrExist) {
+			return
+		}
+		if f != nil {
+			f.Close()
+		}
+		_, _ = o.w.Write(p)
+	})
+	return len(p), nil
 }

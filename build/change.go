@@ -1,4 +1,4 @@
-package manifest
+package build
 
 import (
 	"errors"
@@ -20,10 +20,6 @@ import (
 // SHELL are Docker-only fields that an OCI config cannot hold, and RUN,
 // COPY and the like need a build.
 var changeable = []string{"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"}
-
-// defaultShell is what shell-form CMD and ENTRYPOINT run under on Linux
-// when the image sets no SHELL (and an OCI config cannot).
-var defaultShell = []string{"/bin/sh", "-c"}
 
 // ApplyChanges applies Dockerfile instructions to cfg, one instruction per
 // change, in order, as `docker import --change` and `docker commit
@@ -164,18 +160,6 @@ func blank(s string) bool {
 		}
 	}
 	return true
-}
-
-// setEnv replaces the variable k, in place so that the order of the
-// environment stays stable, or appends it.
-func setEnv(env []string, k, v string) []string {
-	for i, e := range env {
-		if name, _, _ := strings.Cut(e, "="); name == k {
-			env[i] = k + "=" + v
-			return env
-		}
-	}
-	return append(env, k+"="+v)
 }
 
 // expose adds ports written PORT, PORT/PROTO or FIRST-LAST[/PROTO] (PROTO

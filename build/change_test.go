@@ -1,11 +1,12 @@
-package manifest_test
+package build_test
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/imgtool/imgtool/manifest"
+	"github.com/imgtool/imgtool/build"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -103,7 +104,7 @@ func TestApplyChanges(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := cloneConfig(base)
-			got, err := manifest.ApplyChanges(in, tc.changes)
+			got, err := build.ApplyChanges(in, tc.changes)
 			if !reflect.DeepEqual(in, base) {
 				t.Errorf("ApplyChanges modified its input: %+v", in)
 			}
@@ -122,7 +123,7 @@ func TestApplyChanges(t *testing.T) {
 			want := cloneConfig(base)
 			tc.want(&want)
 			if !reflect.DeepEqual(got, want) {
-				t.Errorf("ApplyChanges(%q):\n got %s\nwant %s", tc.changes, jsonOf(t, got), jsonOf(t, want))
+				t.Errorf("ApplyChanges(%q):\n got %s\nwant %s", tc.changes, configJSON(t, got), configJSON(t, want))
 			}
 		})
 	}
@@ -146,9 +147,18 @@ func FuzzApplyChanges(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, change string) {
-		cfg, err := manifest.ApplyChanges(ocispec.ImageConfig{Env: []string{"P=80"}}, []string{change})
+		cfg, err := build.ApplyChanges(ocispec.ImageConfig{Env: []string{"P=80"}}, []string{change})
 		if err == nil && cfg.WorkingDir != "" && !strings.HasPrefix(cfg.WorkingDir, "/") {
 			t.Fatalf("%q gave a relative WorkingDir %q", change, cfg.WorkingDir)
 		}
 	})
+}
+
+func configJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
