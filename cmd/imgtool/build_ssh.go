@@ -1,3 +1,5 @@
+//go:build !imgtool_lean
+
 package main
 
 import (
