@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -83,6 +84,7 @@ func resolveUser(spec string) (*mobyuser.ExecUser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolve user %q: %w", spec, err)
 	}
+	mapped := mappedIDs()
 	for _, id := range append([]int{u.Uid, u.Gid}, u.Sgids...) {
 		if !mapped(id) {
 			return nil, fmt.Errorf("user %q needs id %d, which is %w: give the calling user subordinate ids in /etc/subuid and /etc/subgid and install newuidmap (package uidmap)", spec, id, errUnmapped)
@@ -91,20 +93,33 @@ func resolveUser(spec string) (*mobyuser.ExecUser, error) {
 	return u, nil
 }
 
-// mapped reports whether id is in this namespace's uid map (the gid map
-// is built the same way).
-func mapped(id int) bool {
+// mappedIDs returns whether an id is in this namespace's uid map (the
+// gid map is built the same way), read once.
+func mappedIDs() func(id int) bool {
 	b, err := os.ReadFile("/proc/self/uid_map")
 	if err != nil {
-		return true // cannot tell; let setuid decide
+		return func(int) bool { return true } // cannot tell; let setuid decide
 	}
+	var ranges [][2]uint64
 	for _, line := range strings.Split(string(b), "\n") {
-		var inner, outer, size uint64
-		if n, _ := fmt.Sscan(line, &inner, &outer, &size); n == 3 && uint64(id) >= inner && uint64(id) < inner+size {
-			return true
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		inner, ierr := strconv.ParseUint(f[0], 10, 32)
+		size, serr := strconv.ParseUint(f[2], 10, 32)
+		if ierr == nil && serr == nil {
+			ranges = append(ranges, [2]uint64{inner, inner + size})
 		}
 	}
-	return false
+	return func(id int) bool {
+		for _, r := range ranges {
+			if uint64(id) >= r[0] && uint64(id) < r[1] {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // buildEnv adds docker's defaults to the given environment.

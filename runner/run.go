@@ -106,11 +106,16 @@ func readStatus(r io.Reader) (status, error) {
 
 // proc is the running init seen from the parent.
 type proc struct {
-	process *os.Process
-	// cmd is set when the init was started through os/exec, whose Wait
-	// also finishes copying the standard streams that are not files.
+	pid     int
+	process interface {
+		Signal(os.Signal) error
+		Kill() error
+	}
+	// Either direct (the init's standard streams are files, see
+	// startDirect) or cmd (through os/exec, whose Wait also finishes
+	// copying the streams that are not files) is set.
+	direct  *directProcess
 	cmd     *exec.Cmd
-	files   bool // the init's standard streams are files: nothing copies them
 	cfgW    *os.File
 	statusR *os.File
 	term    *terminal
@@ -162,9 +167,10 @@ func start(ctx context.Context, s *Spec, stdio Stdio, mapping idMapping, initExe
 		extra = append(extra, consoleInit)
 		streams = [3]any{nil, nil, stdio.Stderr}
 	}
-	p.files = isFileOrNil(streams[0]) && isFileOrNil(streams[1]) && isFileOrNil(streams[2])
-	if p.files {
-		p.process, err = startDirect(ctx, initExe, argv, env, streams, extra, sys, p.done)
+	if isFileOrNil(streams[0]) && isFileOrNil(streams[1]) && isFileOrNil(streams[2]) {
+		if p.direct, err = startDirect(ctx, initExe, argv, env, streams, extra, sys, p.done); err == nil {
+			p.pid, p.process = p.direct.pid, p.direct
+		}
 	} else {
 		cmd := exec.CommandContext(ctx, initExe)
 		cmd.Args, cmd.Env, cmd.ExtraFiles, cmd.SysProcAttr = argv, env, extra, sys
@@ -172,7 +178,7 @@ func start(ctx context.Context, s *Spec, stdio Stdio, mapping idMapping, initExe
 		cmd.Stdout, _ = streams[1].(io.Writer)
 		cmd.Stderr, _ = streams[2].(io.Writer)
 		if err = cmd.Start(); err == nil {
-			p.cmd, p.process = cmd, cmd.Process
+			p.cmd, p.pid, p.process = cmd, cmd.Process.Pid, cmd.Process
 		}
 	}
 	cfgR.Close()
@@ -217,26 +223,28 @@ func (p *proc) forward(sigs <-chan os.Signal) {
 
 // wait returns the init's exit status, which is the command's.
 func (p *proc) wait() int {
-	var state *os.ProcessState
+	var ws syscall.WaitStatus
 	var err error
-	if p.cmd != nil {
-		err = p.cmd.Wait()
-		state = p.cmd.ProcessState
+	if p.direct != nil {
+		ws, err = p.direct.Wait()
 	} else {
-		state, err = p.process.Wait()
+		err = p.cmd.Wait()
+		var ee *exec.ExitError
+		if err == nil || errors.As(err, &ee) {
+			ws, err = p.cmd.ProcessState.Sys().(syscall.WaitStatus), nil
+		}
 	}
 	close(p.done)
 	if p.term != nil {
 		p.term.drain()
 	}
-	var ee *exec.ExitError
-	if state == nil || (err != nil && !errors.As(err, &ee)) {
+	switch {
+	case err != nil:
 		return -1
-	}
-	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+	case ws.Signaled():
 		return 128 + int(ws.Signal())
 	}
-	return state.ExitCode()
+	return ws.ExitStatus()
 }
 
 // detachable reports whether Run may return before the init is reaped:
@@ -244,7 +252,7 @@ func (p *proc) wait() int {
 // the init, and the caller expects the output complete) and no terminal
 // needs draining.
 func (p *proc) detachable() bool {
-	return p.term == nil && p.files
+	return p.term == nil && p.direct != nil
 }
 
 func isFileOrNil(v any) bool {

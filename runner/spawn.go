@@ -4,20 +4,30 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
-// startDirect starts the init as exec.Cmd.Start would, for standard
-// streams that are all files (nil: /dev/null), but through
-// syscall.ForkExec: os.StartProcess first checks, once per process,
-// that pidfds work, by starting a vfork'd child and waiting for it, a
-// third of a millisecond that every `imgtool run` would spend before its
-// container's clone. The os.Process comes from os.FindProcess once the
-// init has started, where that check costs the run nothing: the init
-// takes longer to start than the caller to prepare its config. Until
-// done is closed, a cancelled ctx kills the init, as with
-// exec.CommandContext.
-func startDirect(ctx context.Context, path string, argv, env []string, streams [3]any, extra []*os.File, sys *syscall.SysProcAttr, done <-chan struct{}) (*os.Process, error) {
+// directProcess is an init started by startDirect, with files as its
+// standard streams, as exec.Cmd.Start would start it but through
+// syscall.ForkExec, and handled by its pid: os.StartProcess and
+// os.FindProcess first check, once per process, that pidfds work, by
+// starting a vfork'd child and waiting for it, a third of a millisecond
+// that every `imgtool run` would spend on its critical path. No pidfd is
+// needed: the pid cannot be reused before wait reaps it, and signals are
+// sent only until then.
+type directProcess struct {
+	pid    int
+	mu     sync.Mutex
+	reaped bool
+}
+
+// startDirect starts the init with streams (nil: /dev/null) as
+// descriptors 0 to 2 and extra after them. Until done is closed, a
+// cancelled ctx kills it, as with exec.CommandContext.
+func startDirect(ctx context.Context, path string, argv, env []string, streams [3]any, extra []*os.File, sys *syscall.SysProcAttr, done <-chan struct{}) (*directProcess, error) {
 	files := make([]*os.File, 0, 3+len(extra))
 	for i, v := range streams {
 		f, _ := v.(*os.File)
@@ -46,18 +56,57 @@ func startDirect(ctx context.Context, path string, argv, env []string, streams [
 	if err != nil {
 		return nil, &os.PathError{Op: "fork/exec", Path: path, Err: err}
 	}
-	process, err := os.FindProcess(pid)
-	if err != nil {
-		return nil, err
-	}
+	p := &directProcess{pid: pid}
 	if ctx.Done() != nil {
 		go func() {
 			select {
 			case <-ctx.Done():
-				_ = process.Kill()
+				_ = p.Kill()
 			case <-done:
 			}
 		}()
 	}
-	return process, nil
+	return p, nil
+}
+
+// Signal sends sig, unless the init has been reaped.
+func (p *directProcess) Signal(sig os.Signal) error {
+	s, ok := sig.(syscall.Signal)
+	if !ok {
+		return syscall.EINVAL
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reaped {
+		return os.ErrProcessDone
+	}
+	return syscall.Kill(p.pid, s)
+}
+
+func (p *directProcess) Kill() error { return p.Signal(syscall.SIGKILL) }
+
+// Wait waits for the init to exit and reaps it. It first waits without
+// reaping, so that a Signal racing with it never reaches a process that
+// reused the pid.
+func (p *directProcess) Wait() (syscall.WaitStatus, error) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err == nil {
+			break
+		}
+		if err != unix.EINTR {
+			return 0, err
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(p.pid, &ws, 0, nil)
+		if err != syscall.EINTR {
+			p.reaped = true
+			return ws, err
+		}
+	}
 }

@@ -43,7 +43,7 @@ func Start(ctx context.Context, s Spec, stdio Stdio) (*Container, error) {
 	if mapping.Helper {
 		// The init exec'd before these maps existed, so it holds no
 		// capabilities yet: it execs itself once more when it sees Reexec.
-		if err := mapping.write(p.process.Pid); err != nil {
+		if err := mapping.write(p.pid); err != nil {
 			p.kill()
 			p.close()
 			return nil, fmt.Errorf("map ids into the user namespace: %w", err)

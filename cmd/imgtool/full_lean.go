@@ -108,3 +108,14 @@ func rootFromArgs(args []string, def string) string {
 	}
 	return root
 }
+
+// interruptsCaught returns once interruptContext's handlers are set, so
+// that a signal.Reset of them is not undone by their setting afterwards.
+func interruptsCaught(ctx context.Context) {
+	if ctx == nil {
+		return
+	}
+	if set, ok := ctx.Value(interruptsKey{}).(<-chan struct{}); ok {
+		<-set
+	}
+}

@@ -16,7 +16,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"syscall"
 
@@ -35,10 +34,23 @@ type Exe struct {
 // Valid says whether e carries an executable at all (a plain `go build`
 // carries none).
 func (e Exe) Valid() bool {
-	return len(e.Zstd) > 0 && e.Size > 0 && digestName.MatchString(e.Digest)
+	return len(e.Zstd) > 0 && e.Size > 0 && isDigestName(e.Digest)
 }
 
-var digestName = regexp.MustCompile(`^[0-9a-f]{64}$`)
+// isDigestName reports whether s is a hex sha256, as the published files
+// are named. (Not a regexp: compiling one is paid at every start of every
+// imgtool process.)
+func isDigestName(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // Exec replaces the process with e run with argv and env. It publishes e
 // in the first of dirs that takes it and runs it from there, or, when
@@ -134,7 +146,7 @@ func (e Exe) write(dir, p string) error {
 	}
 	old, _ := filepath.Glob(filepath.Join(dir, "[0-9a-f]*"))
 	for _, o := range old {
-		if o != p && digestName.MatchString(filepath.Base(o)) {
+		if o != p && isDigestName(filepath.Base(o)) {
 			os.Remove(o)
 		}
 	}

@@ -216,3 +216,26 @@ func execHelper(packed string) {
 	script := `[ $$ = ` + strconv.Itoa(os.Getpid()) + ` ] && echo carried pid-same; exit 7`
 	fail(fmt.Errorf("Exec returned: %w", e.Exec(filepath.SplitList(os.Getenv("EMBEDEXE_DIRS")), []string{"sh", "-c", script}, nil)))
 }
+
+// TestValid: an Exe is valid only with content, a size, and a digest
+// written as the published files are named (64 lower-case hex digits).
+func TestValid(t *testing.T) {
+	good := strings.Repeat("0123456789abcdef", 4)
+	for _, tc := range []struct {
+		e    Exe
+		want bool
+	}{
+		{Exe{Zstd: []byte{1}, Size: 1, Digest: good}, true},
+		{Exe{Zstd: []byte{1}, Size: 1, Digest: strings.ToUpper(good)}, false},
+		{Exe{Zstd: []byte{1}, Size: 1, Digest: good[1:]}, false},
+		{Exe{Zstd: []byte{1}, Size: 1, Digest: good + "0"}, false},
+		{Exe{Zstd: []byte{1}, Size: 1, Digest: good[:63] + "g"}, false},
+		{Exe{Zstd: []byte{1}, Size: 1, Digest: "../" + good[3:]}, false},
+		{Exe{Size: 1, Digest: good}, false},
+		{Exe{Zstd: []byte{1}, Digest: good}, false},
+	} {
+		if got := tc.e.Valid(); got != tc.want {
+			t.Errorf("Valid() with digest %q, size %d, %d bytes = %v", tc.e.Digest, tc.e.Size, len(tc.e.Zstd), got)
+		}
+	}
+}
