@@ -202,6 +202,9 @@ type buildRun struct {
 	usedArgs map[string]bool              // --build-args some ARG consumed
 	touched  []touched                    // the records this build used or made, for --cache-to
 	ran      int                          // steps run, not cached
+	// noOverlay: an executor refused an overlay root filesystem, so RUN
+	// steps take a writable copy (overlayrun.go).
+	noOverlay bool
 }
 
 func (r *buildRun) build(ctx context.Context) (Result, error) {

@@ -48,9 +48,6 @@ func (s *stageRun) step(ctx context.Context, c instructions.Command, st *step) (
 	s.r.mu.Lock()
 	s.r.ran++
 	s.r.mu.Unlock()
-	if _, err := s.tree(ctx); err != nil {
-		return false, err
-	}
 	if err := s.dispatch(ctx, c, st); err != nil {
 		return false, err
 	}

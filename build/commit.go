@@ -25,11 +25,12 @@ func (s *stageRun) addLayer(ctx context.Context, w *fsWriter, createdBy string) 
 			changes = append(changes, layer.Change{Path: q, Kind: layer.Add})
 		}
 	}
-	return s.writeLayer(ctx, changes, createdBy)
+	return s.writeLayer(ctx, s.rootfs.root, changes, createdBy)
 }
 
-// writeLayer writes changes (in any order) as a layer of the stage.
-func (s *stageRun) writeLayer(ctx context.Context, changes []layer.Change, createdBy string) error {
+// writeLayer writes changes (in any order) of the tree at root as a layer
+// of the stage.
+func (s *stageRun) writeLayer(ctx context.Context, root string, changes []layer.Change, createdBy string) error {
 	if len(changes) == 0 {
 		s.steps = append(s.steps, manifest.Step{CreatedBy: createdBy})
 		return nil
@@ -40,7 +41,7 @@ func (s *stageRun) writeLayer(ctx context.Context, changes []layer.Change, creat
 		return err
 	}
 	defer bw.Cancel()
-	ld, err := layer.Write(ctx, bw, s.rootfs.root, layer.List(changes), s.r.layerOpts)
+	ld, err := layer.Write(ctx, bw, root, layer.List(changes), s.r.layerOpts)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ func (s *stageRun) tree(ctx context.Context) (*tree, error) {
 			return nil, fmt.Errorf("stage %s: %w", s.label, err)
 		}
 		s.rootfs = t
+		s.dropStack() // the tree is the stage's filesystem from now on
 	}
 	return s.rootfs, nil
 }

@@ -38,6 +38,7 @@ type stageRun struct {
 	pos    int // instruction number, FROM being 1
 	total  int
 	rootfs *tree // nil until a step runs (see tree)
+	stack  stack // without rootfs, what an overlay RUN runs on
 	img    dockerspec.DockerOCIImage
 	layers []manifest.LayerDesc
 	steps  []manifest.Step
@@ -70,6 +71,7 @@ func errCycle(p *plan, i int) error {
 func (r *buildRun) runStage(ctx context.Context, i int) (*stageResult, error) {
 	st := &r.plan.stages[i]
 	s := &stageRun{r: r, idx: i, label: stageLabel(*st, i), pos: 1, args: newArgScope(), lex: shell.NewLex(r.plan.escape)}
+	defer s.dropStack()
 	s.noCache = r.noCache(st, i)
 	fromLine := fmt.Sprintf("%s:%d: %s", r.plan.file, rangeLine(st.Location), firstLine(st.SourceCode))
 	base, err := r.meta.expander(r.plan.escape)(st.BaseName)
@@ -256,8 +258,14 @@ func (s *stageRun) expand(c instructions.Command) error {
 	return nil
 }
 
-// dispatch does what c says.
+// dispatch does what c says. A RUN makes the stage's tree when it needs
+// it (overlayrun.go); the other steps that change files write into it.
 func (s *stageRun) dispatch(ctx context.Context, c instructions.Command, st *step) error {
+	if _, isRun := c.(*instructions.RunCommand); !isRun && changesFiles(c) {
+		if _, err := s.tree(ctx); err != nil {
+			return err
+		}
+	}
 	switch c := c.(type) {
 	case *instructions.RunCommand:
 		return s.run(ctx, c, st)

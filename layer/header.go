@@ -92,6 +92,9 @@ func addXattrs(full string, h *tar.Header) error {
 		return err
 	}
 	for _, name := range names {
+		if isOverlayXattr(name) {
+			continue // an overlay upper layer's markers, never the image's
+		}
 		val, err := getXattr(full, name)
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed meanwhile
