@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imgtool/imgtool/layer"
@@ -51,8 +52,10 @@ type Builder struct {
 	// least two).
 	Jobs int
 	// treeCopy makes every COPY write through the stage's tree, never
-	// streamed (copystream.go), for tests that compare the two.
+	// streamed (copystream.go), for tests that compare the two; streamed,
+	// when set, counts the COPYs streamed.
 	treeCopy bool
+	streamed *atomic.Int32
 }
 
 // Request is one build.
@@ -205,6 +208,7 @@ type buildRun struct {
 	// noOverlay: an executor refused an overlay root filesystem, so RUN
 	// steps take a writable copy (overlayrun.go).
 	noOverlay bool
+	empty     lazy[*tree] // an empty directory, the view of a stage with no layers
 }
 
 func (r *buildRun) build(ctx context.Context) (Result, error) {

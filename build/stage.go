@@ -258,14 +258,9 @@ func (s *stageRun) expand(c instructions.Command) error {
 	return nil
 }
 
-// dispatch does what c says. A RUN makes the stage's tree when it needs
-// it (overlayrun.go); the other steps that change files write into it.
+// dispatch does what c says. The steps that change files make the
+// stage's writable tree when they need it.
 func (s *stageRun) dispatch(ctx context.Context, c instructions.Command, st *step) error {
-	if _, isRun := c.(*instructions.RunCommand); !isRun && changesFiles(c) {
-		if _, err := s.tree(ctx); err != nil {
-			return err
-		}
-	}
 	switch c := c.(type) {
 	case *instructions.RunCommand:
 		return s.run(ctx, c, st)
