@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/imgtool/imgtool/layer"
 	"github.com/imgtool/imgtool/manifest"
+	"github.com/imgtool/imgtool/unpack"
 	"golang.org/x/sys/unix"
 )
 
@@ -312,19 +314,37 @@ func (s *stageRun) writeStream(ctx context.Context, entries []layer.Entry, creat
 		s.steps = append(s.steps, manifest.Step{CreatedBy: createdBy})
 		return nil
 	}
-	bw, err := s.r.b.Store.Writer(ctx)
-	if err != nil {
-		return err
+	write := func(tee io.Writer) (manifest.LayerDesc, error) {
+		bw, err := s.r.b.Store.Writer(ctx)
+		if err != nil {
+			return manifest.LayerDesc{}, err
+		}
+		defer bw.Cancel()
+		opts := s.r.layerOpts
+		opts.Tee = tee
+		ld, err := layer.WriteEntries(ctx, bw, entries, opts)
+		if err != nil {
+			return ld, err
+		}
+		ld.Descriptor, err = bw.Commit(ctx, ld.Descriptor)
+		return ld, err
 	}
-	defer bw.Cancel()
-	ld, err := layer.WriteEntries(ctx, bw, entries, s.r.layerOpts)
-	if err != nil {
-		return err
+	var ld manifest.LayerDesc
+	var made *unpack.Lease
+	var err error
+	if s.r.b.Unpack != nil && s.filesNeededLater() {
+		ld, made, err = s.unpackWhileWriting(ctx, write)
+	} else {
+		ld, err = write(nil)
 	}
-	if ld.Descriptor, err = bw.Commit(ctx, ld.Descriptor); err != nil {
+	if err != nil {
 		return err
 	}
 	s.layers = append(s.layers, ld)
 	s.steps = append(s.steps, manifest.Step{Layer: &ld, CreatedBy: createdBy})
+	if made != nil {
+		s.dropStack()
+		s.stack = stack{base: made, nBase: len(s.layers)}
+	}
 	return nil
 }

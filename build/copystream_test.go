@@ -72,6 +72,7 @@ func TestStreamedCopyMatchesTree(t *testing.T) {
 		{"based: new parents", "FROM base:1\nCOPY --chown=app:staff app /usr/local/lib/app/\n", 1},
 		{"based: through a symlink", "FROM base:1\nRUN mkdir /real && ln -s /real /link\nCOPY app /link/app\n", 0},
 		{"based: after a RUN", "FROM base:1\nRUN mkdir -p /srv/x && echo hi > /srv/x/f\nCOPY app /srv/x/\nCOPY other/lib /srv/x/g/\n", 2},
+		{"based: copied, then run over", "FROM base:1\nCOPY app /app\nCOPY other /other\nRUN cat /app/main.sh /other/lib/z.txt > /seen && rm /app/empty\n", 2},
 		{"based: heredoc and parents", "FROM base:1\nCOPY <<EOF /etc/motd\nhello\nEOF\nCOPY --parents app/lib/x.txt /etc/./\n", 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -114,6 +115,38 @@ func TestStreamedCopyMatchesTree(t *testing.T) {
 				if streamed[i] != tree[i] {
 					t.Errorf("layer %d: streamed %s, through the tree %s", i, streamed[i], tree[i])
 				}
+			}
+		})
+	}
+}
+
+// TestFilesNeededLater: a streamed COPY's files are unpacked as its layer
+// is written only when something after it may need them.
+func TestFilesNeededLater(t *testing.T) {
+	for _, tc := range []struct {
+		name, dockerfile string
+		stage, cmd       int // the COPY: stage, and command within it
+		want             bool
+	}{
+		{"last step", "FROM scratch\nCOPY . /\nENV A=1\nCMD [\"/x\"]\n", 0, 0, false},
+		{"a later RUN", "FROM busybox\nCOPY . /\nRUN true\n", 0, 0, true},
+		{"a later COPY", "FROM scratch\nCOPY . /\nCOPY x /y\n", 0, 0, true},
+		{"a later WORKDIR", "FROM scratch\nCOPY . /\nWORKDIR /w\n", 0, 0, true},
+		{"built on", "FROM scratch AS ctx\nCOPY . /\nFROM ctx\nENV A=1\n", 0, 0, true},
+		{"built on by number", "FROM scratch\nCOPY . /\nFROM 0\n", 0, 0, true},
+		{"copied from", "FROM scratch AS ctx\nCOPY . /\nFROM busybox\nCOPY --from=CTX /a /a\n", 0, 0, true},
+		{"mounted", "FROM scratch AS ctx\nCOPY . /\nFROM busybox\nRUN --mount=from=ctx,target=/c true\n", 0, 0, true},
+		{"a variable may name it", "FROM scratch AS ctx\nCOPY . /\nFROM busybox\nARG S\nCOPY --from=$S /a /a\n", 0, 0, true},
+		{"other stages only", "FROM busybox AS build\nRUN true\nFROM scratch\nCOPY --from=build /a /a\n", 1, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := parseDockerfile("Dockerfile", []byte(tc.dockerfile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &stageRun{r: &buildRun{plan: p}, idx: tc.stage, rest: p.stages[tc.stage].Commands[tc.cmd+1:]}
+			if got := s.filesNeededLater(); got != tc.want {
+				t.Errorf("filesNeededLater = %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -243,7 +243,7 @@ func (c *Cache) make(ctx context.Context, b store.Blobs, l manifest.LayerDesc, c
 		return Report{}, fmt.Errorf("unpack chain %s: %w", chain, err)
 	}
 	var sibling string
-	if sib := c.t.sibling(ctx, parent, chain); sib != nil {
+	if sib := c.t.sibling(ctx, parent, chain.Encoded()); sib != nil {
 		defer sib.Release()
 		sibling = sib.Dir
 	}

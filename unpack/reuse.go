@@ -41,8 +41,8 @@ func (t tree) siblingsDir(parent *Lease) string {
 }
 
 // sibling leases the most recently built chain over parent other than
-// chain, or returns nil.
-func (t tree) sibling(ctx context.Context, parent *Lease, chain digest.Digest) *Lease {
+// the one named skip (hex), or returns nil.
+func (t tree) sibling(ctx context.Context, parent *Lease, skip string) *Lease {
 	dir := t.siblingsDir(parent)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -54,7 +54,7 @@ func (t tree) sibling(ctx context.Context, parent *Lease, chain digest.Digest) *
 	}
 	var cands []cand
 	for _, e := range entries {
-		if e.Name() == chain.Encoded() {
+		if e.Name() == skip {
 			continue
 		}
 		if fi, err := e.Info(); err == nil {

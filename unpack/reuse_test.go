@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imgtool/imgtool/manifest"
 	"github.com/imgtool/imgtool/unpack"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
@@ -121,4 +122,55 @@ func sameInode(t *testing.T, a, b, name string) bool {
 	must(t, unix.Lstat(filepath.Join(a, name), &sa))
 	must(t, unix.Lstat(filepath.Join(b, name), &sb))
 	return sa.Ino == sb.Ino && sa.Dev == sb.Dev
+}
+
+// TestCacheApplyTar: a chain made from a layer's tar as it is written is
+// the chain Rootfs makes from the layer's blob, named by the tar's
+// digest; a second one finds it made; a broken tar leaves nothing
+// behind.
+func TestCacheApplyTar(t *testing.T) {
+	b := newBlobs()
+	base := b.layer(t, richBase)
+	tb := newTar(t)
+	siblingLayer(1)(tb)
+	raw := tb.bytes()
+	top := b.layer(t, siblingLayer(1))
+	dir := cacheDir(t)
+	c := openCache(t, dir, unpack.Options{})
+	for _, parent := range [][]manifest.LayerDesc{{base}, nil} {
+		l, diffID, err := c.ApplyTar(context.Background(), b, parent, bytes.NewReader(raw))
+		if err != nil {
+			t.Fatalf("ApplyTar over %d layers: %v", len(parent), err)
+		}
+		t.Cleanup(func() { l.Release() })
+		if diffID != top.DiffID {
+			t.Errorf("diff ID %s, want %s", diffID, top.DiffID)
+		}
+		want := rootfs(t, openCache(t, cacheDir(t), unpack.Options{}), b, append(parent, top)...)
+		if l.ChainID != want.ChainID {
+			t.Errorf("chain %s, want %s", l.ChainID, want.ChainID)
+		}
+		if d := diffStates(layerState(t, want.Dir), layerState(t, l.Dir)); d != "" {
+			t.Errorf("over %d layers, the chain made from the tar differs from the blob's:\n%s", len(parent), d)
+		}
+		again, _, err := c.ApplyTar(context.Background(), b, parent, bytes.NewReader(raw))
+		if err != nil || again.Dir != l.Dir {
+			t.Errorf("second ApplyTar: %v, %v; want the chain made first", again, err)
+		}
+		if again != nil {
+			again.Release()
+		}
+	}
+	if _, _, err := c.ApplyTar(context.Background(), b, []manifest.LayerDesc{base}, bytes.NewReader(raw[:len(raw)/2])); err == nil {
+		t.Error("a truncated tar was applied")
+	}
+	staging, _ := filepath.Glob(filepath.Join(dir, "*", "staging", "*"))
+	if len(staging) != 0 {
+		t.Errorf("staging left: %v", staging)
+	}
+	chains, _ := filepath.Glob(filepath.Join(dir, "*", "chains", "*"))
+	locks, _ := filepath.Glob(filepath.Join(dir, "*", "locks", "*"))
+	if len(locks) > len(chains)+1 { // the base chain's lock may stay, as Rootfs leaves it
+		t.Errorf("locks left: %v (chains %v)", locks, chains)
+	}
 }
