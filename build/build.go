@@ -56,6 +56,9 @@ type Builder struct {
 	// when set, counts the COPYs streamed.
 	treeCopy bool
 	streamed *atomic.Int32
+	// bgHook, for tests, runs before each layer written in the background
+	// (bglayer.go); an error fails it.
+	bgHook func(ctx context.Context, createdBy string) error
 }
 
 // Request is one build.
@@ -150,6 +153,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (Result, error) {
 		images:   map[string]*lazy[*source]{},
 		bases:    map[string]*lazy[*baseImage]{},
 		usedArgs: map[string]bool{},
+		bg:       make(chan struct{}, 1),
 	}
 	if r.progress.w == nil {
 		r.progress.w = io.Discard
@@ -209,6 +213,9 @@ type buildRun struct {
 	// steps take a writable copy (overlayrun.go).
 	noOverlay bool
 	empty     lazy[*tree] // an empty directory, the view of a stage with no layers
+	// bg holds the one layer written in the background at a time
+	// (bglayer.go).
+	bg chan struct{}
 }
 
 func (r *buildRun) build(ctx context.Context) (Result, error) {

@@ -174,10 +174,17 @@ func (s *stageRun) reuse(ctx context.Context, rec Record) error {
 }
 
 // record makes rec the stage's state and keeps it: in the local cache,
-// and for --cache-to.
+// and for --cache-to, once the layers of the steps up to it are written
+// (bglayer.go).
 func (s *stageRun) record(rec Record) error {
 	s.times = append(s.times, rec.Created)
 	s.key = rec.Key
+	s.queue = append(s.queue, queued{rec: rec, p: s.pendingStep()})
+	return s.flush()
+}
+
+// keep keeps rec in the local cache and for --cache-to.
+func (s *stageRun) keep(rec Record) error {
 	s.r.mu.Lock()
 	s.r.touched = append(s.r.touched, touched{Record: rec, stage: s.idx})
 	s.r.mu.Unlock()

@@ -50,6 +50,9 @@ func TestStreamedCopyMatchesTree(t *testing.T) {
 	// After the base image's mtimes (testimage.Created) and before now:
 	// directories a copy writes into show the epoch, the others their own.
 	epoch := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	// One store: nothing is cached between builds (no step cache), and
+	// making a base image takes long under the race detector.
+	s := baseStore(t)
 	for _, tc := range []struct {
 		name, dockerfile string
 		streams          int // the COPYs that stream
@@ -77,7 +80,6 @@ func TestStreamedCopyMatchesTree(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			build := func(tree bool) []string {
-				s := baseStore(t)
 				var streamed atomic.Int32
 				b := &Builder{Store: s, Executor: unshareExecutor{}, TempDir: filepath.Join(t.TempDir(), "tmp"), treeCopy: tree, streamed: &streamed}
 				if !tree {

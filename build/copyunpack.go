@@ -25,6 +25,9 @@ import (
 // unpackWhileWriting runs write with a writer that the layer's tar goes
 // to, and makes the chain of the stage's layers and that layer from it.
 func (s *stageRun) unpackWhileWriting(ctx context.Context, write func(tee io.Writer) (manifest.LayerDesc, error)) (manifest.LayerDesc, *unpack.Lease, error) {
+	if err := s.settle(); err != nil {
+		return manifest.LayerDesc{}, nil, err
+	}
 	parent := slices.Clone(s.layers)
 	if err := s.r.ensureBlobs(ctx, parent); err != nil {
 		return manifest.LayerDesc{}, nil, err

@@ -21,6 +21,9 @@ import (
 // the first time.
 func (s *stageRun) tree(ctx context.Context) (*tree, error) {
 	if s.rootfs == nil {
+		if err := s.settle(); err != nil {
+			return nil, err
+		}
 		t, err := s.r.materialiseTree(ctx, "stage-", s.layers)
 		if err != nil {
 			return nil, fmt.Errorf("stage %s: %w", s.label, err)

@@ -41,6 +41,9 @@ type stack struct {
 func (s *stageRun) lower(ctx context.Context) ([]string, error) {
 	st := &s.stack
 	if st.base == nil || st.nBase+len(st.uppers) != len(s.layers) {
+		if err := s.settle(); err != nil {
+			return nil, err
+		}
 		s.dropStack()
 		if err := s.r.ensureBlobs(ctx, s.layers); err != nil {
 			return nil, err
@@ -113,7 +116,7 @@ func (s *stageRun) overlayRun(ctx context.Context, c *instructions.RunCommand, s
 	if err != nil {
 		return true, fmt.Errorf("read the changes of the step: %w", err)
 	}
-	if err := s.writeLayer(ctx, upper, list, c.String()); err != nil {
+	if err := s.writeLayerLater(ctx, upper, list, c.String()); err != nil {
 		return true, err
 	}
 	s.stack.uppers = append([]string{upper}, s.stack.uppers...)

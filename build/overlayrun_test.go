@@ -3,6 +3,7 @@ package build
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,4 +80,95 @@ func TestOverlayRunMatchesTreeRun(t *testing.T) {
 	if e := third["repl-list"]; e.data != "n\n" {
 		t.Errorf("/repl lists %q: the opaque directory let the lower one through", e.data)
 	}
+}
+
+// TestBackgroundLayers: the layer of an overlay RUN is written while the
+// next steps run; its failure fails the build with its own error and
+// cancels the step running meanwhile; a later step's failure cancels it
+// and the build waits for it before returning.
+func TestBackgroundLayers(t *testing.T) {
+	s := baseStore(t)
+	ctxDir := contextDir(t, map[string]string{"unused": "x"})
+	build := func(dockerfile string, hook func(context.Context, string) error, after func([]string)) (string, error) {
+		t.Helper()
+		uc, err := unpack.OpenCache(context.Background(), filepath.Join(t.TempDir(), "unpack"), unpack.Options{Rootless: os.Geteuid() != 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		b := &Builder{Store: s, Executor: afterExecutor{after: after}, TempDir: filepath.Join(t.TempDir(), "tmp"), Progress: &out, Unpack: uc, bgHook: hook}
+		_, err = b.Build(context.Background(), Request{ContextDir: ctxDir, Dockerfile: []byte(dockerfile)})
+		return out.String(), err
+	}
+	t.Run("written while the next step runs", func(t *testing.T) {
+		// The first RUN's layer is written only once the second RUN has
+		// run: the steps did not wait for it.
+		second := make(chan struct{})
+		var waited atomic.Bool
+		hook := func(ctx context.Context, by string) error {
+			if strings.Contains(by, "echo one") {
+				select {
+				case <-second:
+					waited.Store(true)
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		}
+		after := func(args []string) {
+			if strings.Contains(strings.Join(args, " "), "echo two") {
+				close(second)
+			}
+		}
+		if out, err := build("FROM base:1\nRUN echo one > /one\nRUN echo two > /two\n", hook, after); err != nil || !waited.Load() {
+			t.Fatalf("build: %v (the first layer waited for the second: %v)\n%s", err, waited.Load(), out)
+		}
+	})
+	t.Run("a failed layer fails the build", func(t *testing.T) {
+		out, err := build("FROM base:1\nRUN echo one > /one\nRUN sleep 20 && echo finished-the-$((6*7))\n", func(_ context.Context, by string) error {
+			if strings.Contains(by, "echo one") {
+				return errors.New("injected write failure")
+			}
+			return nil
+		}, nil)
+		if err == nil || !strings.Contains(err.Error(), "injected write failure") || !strings.Contains(err.Error(), "echo one") {
+			t.Fatalf("build: %v, want the layer's failure\n%s", err, out)
+		}
+		if strings.Contains(out, "finished-the-42") {
+			t.Errorf("the step after the failed layer ran to its end:\n%s", out)
+		}
+	})
+	t.Run("a failed step cancels the layer being written", func(t *testing.T) {
+		var cancelled atomic.Bool
+		_, err := build("FROM base:1\nRUN echo one > /one\nRUN exit 3\n", func(ctx context.Context, by string) error {
+			if strings.Contains(by, "echo one") {
+				<-ctx.Done()
+				cancelled.Store(true)
+				return ctx.Err()
+			}
+			return nil
+		}, nil)
+		if err == nil || !strings.Contains(err.Error(), "exit code: 3") {
+			t.Fatalf("build: %v, want the failed step's error", err)
+		}
+		if !cancelled.Load() {
+			t.Error("the build returned before the layer being written was cancelled and done")
+		}
+	})
+}
+
+// afterExecutor is unshareExecutor calling after with each step's argv
+// once it has run.
+type afterExecutor struct {
+	unshareExecutor
+	after func(args []string)
+}
+
+func (a afterExecutor) Run(ctx context.Context, s RunSpec) (int, error) {
+	code, err := a.unshareExecutor.Run(ctx, s)
+	if a.after != nil {
+		a.after(s.Args)
+	}
+	return code, err
 }

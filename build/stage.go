@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -54,6 +55,13 @@ type stageRun struct {
 	cmdSet bool                   // CMD set in this stage, which ENTRYPOINT must not clear
 	rest   []instructions.Command // the instructions after the one running
 	lex    *shell.Lex
+	// pending are the layers being written in the background, queue the
+	// records waiting for them (bglayer.go); bgCtx is the stage's context,
+	// which cancel cancels.
+	pending []*pendingLayer
+	queue   []queued
+	bgCtx   context.Context
+	cancel  context.CancelCauseFunc
 }
 
 func stageLabel(s instructions.Stage, i int) string {
@@ -72,6 +80,10 @@ func (r *buildRun) runStage(ctx context.Context, i int) (*stageResult, error) {
 	st := &r.plan.stages[i]
 	s := &stageRun{r: r, idx: i, label: stageLabel(*st, i), pos: 1, args: newArgScope(), lex: shell.NewLex(r.plan.escape)}
 	defer s.dropStack()
+	ctx, s.cancel = context.WithCancelCause(ctx)
+	defer s.cancel(nil)
+	defer s.abandon()
+	s.bgCtx = ctx
 	s.noCache = r.noCache(st, i)
 	fromLine := fmt.Sprintf("%s:%d: %s", r.plan.file, rangeLine(st.Location), firstLine(st.SourceCode))
 	base, err := r.meta.expander(r.plan.escape)(st.BaseName)
@@ -95,6 +107,9 @@ func (r *buildRun) runStage(ctx context.Context, i int) (*stageResult, error) {
 		s.pos++
 		s.rest = all[i+1:]
 		if err := s.exec(ctx, c); err != nil {
+			if cause := context.Cause(ctx); ctx.Err() != nil && cause != nil && !errors.Is(cause, ctx.Err()) {
+				err = cause // a layer written in the background failed
+			}
 			return nil, err
 		}
 	}
