@@ -59,6 +59,8 @@ type Builder struct {
 	// bgHook, for tests, runs before each layer written in the background
 	// (bglayer.go); an error fails it.
 	bgHook func(ctx context.Context, createdBy string) error
+	// keyReads, for tests, counts the files keying a step reads.
+	keyReads *atomic.Int64
 }
 
 // Request is one build.
@@ -159,6 +161,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (Result, error) {
 		r.progress.w = io.Discard
 	}
 	r.layerOpts = layer.Options{Compression: req.Compression, SourceDateEpoch: req.SourceDateEpoch, Rootless: r.rootless}
+	r.noRecords = b.Cache == nil || b.Cache.empty()
 	r.stat = newStatCache(b.Cache, bctx.t.root)
 	defer func() {
 		if err := r.stat.save(); err != nil {
@@ -216,6 +219,8 @@ type buildRun struct {
 	// bg holds the one layer written in the background at a time
 	// (bglayer.go).
 	bg chan struct{}
+	// noRecords: the step cache held nothing when the build started.
+	noRecords bool
 }
 
 func (r *buildRun) build(ctx context.Context) (Result, error) {

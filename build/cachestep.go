@@ -30,14 +30,12 @@ func (s *stageRun) step(ctx context.Context, c instructions.Command, st *step) (
 	if !changesFiles(c) {
 		return s.configStep(c)
 	}
-	checked, hashed, read := s.files.get()
-	key, cacheable, err := s.fileStepKey(ctx, c)
+	if s.keyAfter(c) {
+		return false, s.runKeyedAfter(ctx, c, st)
+	}
+	key, cacheable, err := s.loggedKey(ctx, c, st)
 	if err != nil {
 		return false, err
-	}
-	if c2, h2, r2 := s.files.get(); c2 > checked && st != nil {
-		// What a no-change rebuild should show: nothing read.
-		st.logf("context: %d files checked, %d read (%s)", c2-checked, h2-hashed, humanBytes(r2-read))
 	}
 	if cacheable {
 		if rec, ok := s.lookup(ctx, key); ok {
@@ -63,6 +61,21 @@ func (s *stageRun) step(ctx context.Context, c instructions.Command, st *step) (
 		}
 	}
 	return false, s.record(Record{Key: key, Layer: last.Layer, Created: start, CreatedBy: last.CreatedBy})
+}
+
+// loggedKey is fileStepKey, saying under step st how many context files
+// it looked at and read.
+func (s *stageRun) loggedKey(ctx context.Context, c instructions.Command, st *step) (digest.Digest, bool, error) {
+	checked, hashed, read := s.files.get()
+	key, cacheable, err := s.fileStepKey(ctx, c)
+	if err != nil {
+		return "", false, err
+	}
+	if c2, h2, r2 := s.files.get(); c2 > checked && st != nil {
+		// What a no-change rebuild should show: nothing read.
+		st.logf("context: %d files checked, %d read (%s)", c2-checked, h2-hashed, humanBytes(r2-read))
+	}
+	return key, cacheable, nil
 }
 
 // arg declares a stage ARG. Its key holds the names only: the values

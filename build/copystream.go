@@ -50,7 +50,8 @@ type streamEntry struct {
 	data     []byte // regular file without a host file: its content
 	link     string // symlink target
 	id       [2]uint64
-	multi    bool // the source has several hard links: id groups them
+	multi    bool         // the source has several hard links: id groups them
+	st       *unix.Stat_t // a context file whose digest the copy keys (keyafter.go)
 }
 
 // streamPlan is the entries of one streamed COPY by path (relative,
@@ -62,6 +63,7 @@ type streamPlan struct {
 	entries  map[string]*streamEntry
 	view     *tree // the stage as it is before the copy
 	opts     layer.Options
+	hash     *fusedHash // digests the context files it writes, when set
 }
 
 // streamCopy does op as a streamed layer when the stage has no writable
@@ -73,6 +75,9 @@ func (s *stageRun) streamCopy(ctx context.Context, c *copier, view *tree, matche
 	}
 	p := &streamPlan{c: c, rootless: s.r.rootless, now: unix.NsecToTimespec(time.Now().UnixNano()), entries: map[string]*streamEntry{},
 		view: view, opts: s.r.layerOpts}
+	if s.keyingAfter && op.from == s.r.context {
+		p.hash = &fusedHash{stat: s.r.stat, counts: &s.files, src: op.from.t, at: time.Now().UnixNano()}
+	}
 	err := p.plan(matches, op, dest, destDir)
 	if errors.Is(err, errNoStream) {
 		return false, nil
@@ -183,8 +188,12 @@ func (p *streamPlan) entry(host, srcPath, target string, st *unix.Stat_t) error 
 	m := p.c.metaOf(st)
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
-		p.put(target, &streamEntry{typ: tar.TypeReg, meta: m, file: host,
-			id: [2]uint64{uint64(st.Dev), st.Ino}, multi: st.Nlink > 1})
+		e := &streamEntry{typ: tar.TypeReg, meta: m, file: host, id: [2]uint64{uint64(st.Dev), st.Ino}, multi: st.Nlink > 1}
+		if p.hash != nil {
+			cp := *st
+			e.st = &cp
+		}
+		p.put(target, e)
 	case unix.S_IFLNK:
 		t, err := os.Readlink(host)
 		if err != nil {
@@ -286,6 +295,9 @@ func (p *streamPlan) list() ([]layer.Entry, error) {
 				} else {
 					first[e.id] = name
 				}
+			}
+			if le.File != "" && e.st != nil {
+				le.Hashed = p.hash.hashed(e.file, e.st)
 			}
 		}
 		out = append(out, le)

@@ -62,6 +62,8 @@ type stageRun struct {
 	queue   []queued
 	bgCtx   context.Context
 	cancel  context.CancelCauseFunc
+	// keyingAfter: the step running is keyed after it runs (keyafter.go).
+	keyingAfter bool
 }
 
 func stageLabel(s instructions.Stage, i int) string {
