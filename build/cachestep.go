@@ -66,16 +66,27 @@ func (s *stageRun) step(ctx context.Context, c instructions.Command, st *step) (
 // loggedKey is fileStepKey, saying under step st how many context files
 // it looked at and read.
 func (s *stageRun) loggedKey(ctx context.Context, c instructions.Command, st *step) (digest.Digest, bool, error) {
-	checked, hashed, read := s.files.get()
+	return s.loggedKeySince(ctx, c, st, s.filesNow())
+}
+
+// loggedKeySince is loggedKey counting the files read since the counts
+// were since (by the step itself, when it is keyed after it ran).
+func (s *stageRun) loggedKeySince(ctx context.Context, c instructions.Command, st *step, since [3]int64) (digest.Digest, bool, error) {
 	key, cacheable, err := s.fileStepKey(ctx, c)
 	if err != nil {
 		return "", false, err
 	}
-	if c2, h2, r2 := s.files.get(); c2 > checked && st != nil {
+	if now := s.filesNow(); now[0] > since[0] && st != nil {
 		// What a no-change rebuild should show: nothing read.
-		st.logf("context: %d files checked, %d read (%s)", c2-checked, h2-hashed, humanBytes(r2-read))
+		st.logf("context: %d files checked, %d read (%s)", now[0]-since[0], now[1]-since[1], humanBytes(now[2]-since[2]))
 	}
 	return key, cacheable, nil
+}
+
+// filesNow is the stage's file counts: checked, read, bytes read.
+func (s *stageRun) filesNow() [3]int64 {
+	c, h, r := s.files.get()
+	return [3]int64{c, h, r}
 }
 
 // arg declares a stage ARG. Its key holds the names only: the values

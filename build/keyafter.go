@@ -34,13 +34,14 @@ func (s *stageRun) runKeyedAfter(ctx context.Context, c instructions.Command, st
 	s.r.mu.Lock()
 	s.r.ran++
 	s.r.mu.Unlock()
+	since := s.filesNow()
 	s.keyingAfter = true
 	err := s.dispatch(ctx, c, st)
 	s.keyingAfter = false
 	if err != nil {
 		return err
 	}
-	key, cacheable, err := s.loggedKey(ctx, c, st)
+	key, cacheable, err := s.loggedKeySince(ctx, c, st, since)
 	if err != nil {
 		return err
 	}
