@@ -148,7 +148,13 @@ func (b *Builder) Build(ctx context.Context, req Request) (Result, error) {
 		return Result{}, fmt.Errorf("make temporary directory: %w", err)
 	}
 	defer removeAll(tmp)
-	r := &buildRun{
+	var r *buildRun
+	defer func() {
+		for _, l := range r.leases {
+			l.Release()
+		}
+	}()
+	r = &buildRun{
 		b: b, req: req, plan: p, context: bctx, tmp: tmp,
 		rootless: os.Geteuid() != 0,
 		progress: &progress{w: b.Progress},
@@ -221,6 +227,7 @@ type buildRun struct {
 	bg chan struct{}
 	// noRecords: the step cache held nothing when the build started.
 	noRecords bool
+	leases    []*unpack.Lease // the unpack cache's entries read until the build ends
 }
 
 func (r *buildRun) build(ctx context.Context) (Result, error) {

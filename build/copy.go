@@ -89,7 +89,7 @@ func (r *buildRun) imageSource(ctx context.Context, name string) (*source, error
 		return nil, err
 	}
 	return &source{what: "image " + name, key: key, load: func(ctx context.Context) (*tree, error) {
-		return r.materialiseTree(ctx, "from-", im.layers)
+		return r.readTree(ctx, "from-", im.layers)
 	}}, nil
 }
 

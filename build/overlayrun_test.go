@@ -172,3 +172,42 @@ func (a afterExecutor) Run(ctx context.Context, s RunSpec) (int, error) {
 	}
 	return code, err
 }
+
+// TestCopyFromOverlayStage: COPY --from and a bind mount read a stage
+// whose RUN steps ran on overlays (it has no tree of its own) from the
+// unpack cache's entry, and the image is the one a build without the
+// unpack cache makes.
+func TestCopyFromOverlayStage(t *testing.T) {
+	s := baseStore(t)
+	ctxDir := contextDir(t, map[string]string{"unused": "x"})
+	const dockerfile = `FROM base:1 AS b
+RUN mkdir -p /out && echo built > /out/x && rm /etc/group
+FROM base:1
+COPY --from=b /out /got/
+RUN --mount=from=b,source=/out,target=/m cat /m/x > /seen
+`
+	epoch := time.Unix(1700000000, 0).UTC()
+	var digests []string
+	for _, withUnpack := range []bool{true, false} {
+		var out bytes.Buffer
+		b := &Builder{Store: s, Executor: unshareExecutor{}, TempDir: filepath.Join(t.TempDir(), "tmp"), Progress: &out}
+		if withUnpack {
+			uc, err := unpack.OpenCache(context.Background(), filepath.Join(t.TempDir(), "unpack"), unpack.Options{Rootless: os.Geteuid() != 0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Unpack = uc
+		}
+		res, err := b.Build(context.Background(), Request{ContextDir: ctxDir, Dockerfile: []byte(dockerfile), SourceDateEpoch: &epoch})
+		if err != nil {
+			t.Fatalf("build (unpack cache: %v): %v\n%s", withUnpack, err, out.String())
+		}
+		if e := imageFile(t, s, res, "seen"); e.data != "built\n" {
+			t.Errorf("/seen: %q", e.data)
+		}
+		digests = append(digests, res.Manifest.Digest.String())
+	}
+	if digests[0] != digests[1] {
+		t.Errorf("with the unpack cache %s, without %s", digests[0], digests[1])
+	}
+}
