@@ -34,13 +34,18 @@ type stack struct {
 	uppers []string // uppermost first
 }
 
+// maxUppers bounds the upper directories stacked over the unpack cache's
+// entry: overlayfs takes its options in one page, and a long stack makes
+// every lookup that misses go through each layer.
+const maxUppers = 16
+
 // lower returns the stage's filesystem as overlay layers, uppermost
 // first. When a layer came otherwise than from an overlay RUN (a cached
-// step, a streamed COPY), the stack starts again from the unpack cache's
-// entry for all the stage's layers.
+// step, a streamed COPY), or the stack is deep, it starts again from the
+// unpack cache's entry for all the stage's layers.
 func (s *stageRun) lower(ctx context.Context) ([]string, error) {
 	st := &s.stack
-	if st.base == nil || st.nBase+len(st.uppers) != len(s.layers) {
+	if st.base == nil || st.nBase+len(st.uppers) != len(s.layers) || len(st.uppers) >= maxUppers {
 		if err := s.settle(); err != nil {
 			return nil, err
 		}

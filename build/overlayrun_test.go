@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -209,5 +210,40 @@ RUN --mount=from=b,source=/out,target=/m cat /m/x > /seen
 	}
 	if digests[0] != digests[1] {
 		t.Errorf("with the unpack cache %s, without %s", digests[0], digests[1])
+	}
+}
+
+// TestOverlayRunDeepStack: past maxUppers RUN steps in a row the stack
+// starts again from the unpack cache's entry, and every step still sees
+// what the ones before it did.
+func TestOverlayRunDeepStack(t *testing.T) {
+	s := baseStore(t)
+	ctxDir := contextDir(t, map[string]string{"unused": "x"})
+	var df strings.Builder
+	df.WriteString("FROM base:1\nRUN echo 0 > /count\n")
+	for i := 1; i <= maxUppers+3; i++ {
+		fmt.Fprintf(&df, "RUN test \"$(cat /count)\" = %d && echo %d > /count && touch /f%d\n", i-1, i, i)
+	}
+	ucDir := filepath.Join(t.TempDir(), "unpack")
+	uc, err := unpack.OpenCache(context.Background(), ucDir, unpack.Options{Rootless: os.Geteuid() != 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int32
+	var out bytes.Buffer
+	b := &Builder{Store: s, Executor: unshareExecutor{overlays: &n}, TempDir: filepath.Join(t.TempDir(), "tmp"), Progress: &out, Unpack: uc}
+	res, err := b.Build(context.Background(), Request{ContextDir: ctxDir, Dockerfile: []byte(df.String())})
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out.String())
+	}
+	if want := int32(maxUppers + 4); n.Load() != want {
+		t.Errorf("%d RUN steps on an overlay, want %d", n.Load(), want)
+	}
+	if e := imageFile(t, s, res, "count"); e.data != fmt.Sprintln(maxUppers+3) {
+		t.Errorf("/count: %q", e.data)
+	}
+	// The restart unpacked the RUN layers below it into chains.
+	if chains, _ := filepath.Glob(filepath.Join(ucDir, "*", "chains", "*")); len(chains) <= maxUppers {
+		t.Errorf("%d chains in the unpack cache: the stack never started again", len(chains))
 	}
 }
