@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imgtool/imgtool/layer"
@@ -51,8 +52,15 @@ type Builder struct {
 	// least two).
 	Jobs int
 	// treeCopy makes every COPY write through the stage's tree, never
-	// streamed (copystream.go), for tests that compare the two.
+	// streamed (copystream.go), for tests that compare the two; streamed,
+	// when set, counts the COPYs streamed.
 	treeCopy bool
+	streamed *atomic.Int32
+	// bgHook, for tests, runs before each layer written in the background
+	// (bglayer.go); an error fails it.
+	bgHook func(ctx context.Context, createdBy string) error
+	// keyReads, for tests, counts the files keying a step reads.
+	keyReads *atomic.Int64
 }
 
 // Request is one build.
@@ -143,7 +151,13 @@ func (b *Builder) Build(ctx context.Context, req Request) (Result, error) {
 		return Result{}, fmt.Errorf("make temporary directory: %w", err)
 	}
 	defer removeAll(tmp)
-	r := &buildRun{
+	var r *buildRun
+	defer func() {
+		for _, l := range r.leases {
+			l.Release()
+		}
+	}()
+	r = &buildRun{
 		b: b, req: req, plan: p, context: bctx, tmp: tmp,
 		rootless:   os.Geteuid() != 0,
 		progress:   &progress{w: b.Progress},
@@ -151,12 +165,14 @@ func (b *Builder) Build(ctx context.Context, req Request) (Result, error) {
 		bases:      map[string]*lazy[*baseImage]{},
 		usedArgs:   map[string]bool{},
 		gitCommits: map[string]gitCommit{},
+		bg:         make(chan struct{}, 1),
 	}
 	defer r.closeGit()
 	if r.progress.w == nil {
 		r.progress.w = io.Discard
 	}
 	r.layerOpts = layer.Options{Compression: req.Compression, SourceDateEpoch: req.SourceDateEpoch, Rootless: r.rootless}
+	r.noRecords = b.Cache == nil || b.Cache.empty()
 	r.stat = newStatCache(b.Cache, bctx.t.root)
 	defer func() {
 		if err := r.stat.save(); err != nil {
@@ -213,6 +229,16 @@ type buildRun struct {
 	gitAgent *sshListener
 	touched  []touched // the records this build used or made, for --cache-to
 	ran      int       // steps run, not cached
+	// noOverlay: an executor refused an overlay root filesystem, so RUN
+	// steps take a writable copy (overlayrun.go).
+	noOverlay bool
+	empty     lazy[*tree] // an empty directory, the view of a stage with no layers
+	// bg holds the one layer written in the background at a time
+	// (bglayer.go).
+	bg chan struct{}
+	// noRecords: the step cache held nothing when the build started.
+	noRecords bool
+	leases    []*unpack.Lease // the unpack cache's entries read until the build ends
 }
 
 func (r *buildRun) build(ctx context.Context) (Result, error) {

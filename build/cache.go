@@ -118,6 +118,17 @@ func readSmall(p string, limit int64) ([]byte, error) {
 	return buf, nil
 }
 
+// empty reports whether the cache holds no record.
+func (c *Cache) empty() bool {
+	f, err := os.Open(filepath.Join(c.dir, "records"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	return len(names) == 0
+}
+
 // Put records rec, replacing any record of its key.
 func (c *Cache) Put(rec Record) error {
 	if err := rec.Key.Validate(); err != nil {

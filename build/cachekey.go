@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/patternmatcher"
@@ -64,7 +65,8 @@ type fileHasher struct {
 	// them to read (hashjobs.go).
 	pending []fileKey
 	jobs    []hashJob
-	batch   int // keys held before they are written (0: maxPendingKeys)
+	batch   int           // keys held before they are written (0: maxPendingKeys)
+	reads   *atomic.Int64 // counts the files read, for tests (nil: none)
 }
 
 // filesDigest digests the entries the sources srcs of src name. It needs
@@ -78,6 +80,9 @@ func (r *buildRun) filesDigest(ctx context.Context, fc *fileCounts, src *source,
 	}
 	h := sha256.New()
 	fh := &fileHasher{ctx: ctx, src: src, excludes: excl, stat: r.stat, counts: fc, enc: json.NewEncoder(h), links: map[[2]uint64]string{}, batch: r.hashBatch}
+	if r.b != nil {
+		fh.reads = r.b.keyReads
+	}
 	for _, s := range srcs {
 		paths, err := src.match(s)
 		if err != nil {

@@ -30,14 +30,12 @@ func (s *stageRun) step(ctx context.Context, c instructions.Command, st *step) (
 	if !changesFiles(c) {
 		return s.configStep(c)
 	}
-	checked, hashed, read := s.files.get()
-	key, cacheable, err := s.fileStepKey(ctx, c)
+	if s.keyAfter(c) {
+		return false, s.runKeyedAfter(ctx, c, st)
+	}
+	key, cacheable, err := s.loggedKey(ctx, c, st)
 	if err != nil {
 		return false, err
-	}
-	if c2, h2, r2 := s.files.get(); c2 > checked && st != nil {
-		// What a no-change rebuild should show: nothing read.
-		st.logf("context: %d files checked, %d read (%s)", c2-checked, h2-hashed, humanBytes(r2-read))
 	}
 	if cacheable {
 		if rec, ok := s.lookup(ctx, key); ok {
@@ -48,9 +46,6 @@ func (s *stageRun) step(ctx context.Context, c instructions.Command, st *step) (
 	s.r.mu.Lock()
 	s.r.ran++
 	s.r.mu.Unlock()
-	if _, err := s.tree(ctx); err != nil {
-		return false, err
-	}
 	if err := s.dispatch(ctx, c, st); err != nil {
 		return false, err
 	}
@@ -66,6 +61,32 @@ func (s *stageRun) step(ctx context.Context, c instructions.Command, st *step) (
 		}
 	}
 	return false, s.record(Record{Key: key, Layer: last.Layer, Created: start, CreatedBy: last.CreatedBy})
+}
+
+// loggedKey is fileStepKey, saying under step st how many context files
+// it looked at and read.
+func (s *stageRun) loggedKey(ctx context.Context, c instructions.Command, st *step) (digest.Digest, bool, error) {
+	return s.loggedKeySince(ctx, c, st, s.filesNow())
+}
+
+// loggedKeySince is loggedKey counting the files read since the counts
+// were since (by the step itself, when it is keyed after it ran).
+func (s *stageRun) loggedKeySince(ctx context.Context, c instructions.Command, st *step, since [3]int64) (digest.Digest, bool, error) {
+	key, cacheable, err := s.fileStepKey(ctx, c)
+	if err != nil {
+		return "", false, err
+	}
+	if now := s.filesNow(); now[0] > since[0] && st != nil {
+		// What a no-change rebuild should show: nothing read.
+		st.logf("context: %d files checked, %d read (%s)", now[0]-since[0], now[1]-since[1], humanBytes(now[2]-since[2]))
+	}
+	return key, cacheable, nil
+}
+
+// filesNow is the stage's file counts: checked, read, bytes read.
+func (s *stageRun) filesNow() [3]int64 {
+	c, h, r := s.files.get()
+	return [3]int64{c, h, r}
 }
 
 // arg declares a stage ARG. Its key holds the names only: the values
@@ -177,10 +198,17 @@ func (s *stageRun) reuse(ctx context.Context, rec Record) error {
 }
 
 // record makes rec the stage's state and keeps it: in the local cache,
-// and for --cache-to.
+// and for --cache-to, once the layers of the steps up to it are written
+// (bglayer.go).
 func (s *stageRun) record(rec Record) error {
 	s.times = append(s.times, rec.Created)
 	s.key = rec.Key
+	s.queue = append(s.queue, queued{rec: rec, p: s.pendingStep()})
+	return s.flush()
+}
+
+// keep keeps rec in the local cache and for --cache-to.
+func (s *stageRun) keep(rec Record) error {
 	s.r.mu.Lock()
 	s.r.touched = append(s.r.touched, touched{Record: rec, stage: s.idx})
 	s.r.mu.Unlock()

@@ -25,31 +25,40 @@ func (s *stageRun) addLayer(ctx context.Context, w *fsWriter, createdBy string) 
 			changes = append(changes, layer.Change{Path: q, Kind: layer.Add})
 		}
 	}
-	return s.writeLayer(ctx, changes, createdBy)
+	return s.writeLayer(ctx, s.rootfs.root, changes, createdBy)
 }
 
-// writeLayer writes changes (in any order) as a layer of the stage.
-func (s *stageRun) writeLayer(ctx context.Context, changes []layer.Change, createdBy string) error {
+// writeLayer writes changes (in any order) of the tree at root as a layer
+// of the stage.
+func (s *stageRun) writeLayer(ctx context.Context, root string, changes []layer.Change, createdBy string) error {
 	if len(changes) == 0 {
 		s.steps = append(s.steps, manifest.Step{CreatedBy: createdBy})
 		return nil
 	}
-	slices.SortFunc(changes, func(a, b layer.Change) int { return layer.ComparePaths(a.Path, b.Path) })
-	bw, err := s.r.b.Store.Writer(ctx)
+	ld, err := s.r.writeLayer(ctx, root, changes)
 	if err != nil {
-		return err
-	}
-	defer bw.Cancel()
-	ld, err := layer.Write(ctx, bw, s.rootfs.root, layer.List(changes), s.r.layerOpts)
-	if err != nil {
-		return err
-	}
-	if ld.Descriptor, err = bw.Commit(ctx, ld.Descriptor); err != nil {
 		return err
 	}
 	s.layers = append(s.layers, ld)
 	s.steps = append(s.steps, manifest.Step{Layer: &ld, CreatedBy: createdBy})
 	return nil
+}
+
+// writeLayer writes changes (in any order) of the tree at root as a layer
+// into the store.
+func (r *buildRun) writeLayer(ctx context.Context, root string, changes []layer.Change) (manifest.LayerDesc, error) {
+	slices.SortFunc(changes, func(a, b layer.Change) int { return layer.ComparePaths(a.Path, b.Path) })
+	bw, err := r.b.Store.Writer(ctx)
+	if err != nil {
+		return manifest.LayerDesc{}, err
+	}
+	defer bw.Cancel()
+	ld, err := layer.Write(ctx, bw, root, layer.List(changes), r.layerOpts)
+	if err != nil {
+		return manifest.LayerDesc{}, err
+	}
+	ld.Descriptor, err = bw.Commit(ctx, ld.Descriptor)
+	return ld, err
 }
 
 func parentOf(p string) string {

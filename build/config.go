@@ -158,11 +158,15 @@ func (s *stageRun) setWorkdir(c *instructions.WorkdirCommand) error {
 // workdir makes the working directory setWorkdir set, as docker does,
 // which gives a layer when it did not exist.
 func (s *stageRun) workdir(ctx context.Context, c *instructions.WorkdirCommand) error {
+	t, err := s.tree(ctx)
+	if err != nil {
+		return err
+	}
 	o, err := s.userOwner()
 	if err != nil {
 		return err
 	}
-	w := newFSWriter(s.rootfs, s.r.rootless)
+	w := newFSWriter(t, s.r.rootless)
 	defer w.restoreModes()
 	if _, err := w.mkdirAll(s.img.Config.WorkingDir, o); err != nil {
 		return err

@@ -89,12 +89,12 @@ func (r *buildRun) imageSource(ctx context.Context, name string) (*source, error
 		return nil, err
 	}
 	return &source{what: "image " + name, key: key, load: func(ctx context.Context) (*tree, error) {
-		return r.materialiseTree(ctx, "from-", im.layers)
+		return r.readTree(ctx, "from-", im.layers)
 	}}, nil
 }
 
-// copy does a COPY or ADD into the stage's tree and makes a layer of
-// exactly the paths it wrote.
+// copy does a COPY or ADD: streamed into its layer (copystream.go), or
+// into the stage's tree with a layer made of exactly the paths it wrote.
 func (s *stageRun) copy(ctx context.Context, op copyOp) error {
 	if len(op.srcs) == 0 && len(op.contents) == 0 {
 		return errors.New("no source to copy")
@@ -105,7 +105,11 @@ func (s *stageRun) copy(ctx context.Context, op copyOp) error {
 	}
 	// A destination ending in / (or . / ..) is a directory, as docker says.
 	destDir := strings.HasSuffix(op.dest, "/") || path.Base(op.dest) == "." || path.Base(op.dest) == ".."
-	o, err := s.parseOwner(op.chown)
+	view, err := s.viewTree(ctx)
+	if err != nil {
+		return err
+	}
+	o, err := parseOwner(view, op.chown)
 	if err != nil {
 		return fmt.Errorf("--chown=%s: %w", op.chown, err)
 	}
@@ -120,8 +124,7 @@ func (s *stageRun) copy(ctx context.Context, op copyOp) error {
 	if err := op.from.open(ctx); err != nil {
 		return err
 	}
-	c := &copier{w: newFSWriter(s.rootfs, s.r.rootless), from: op.from, owner: o, chmod: chmod, excludes: excl, ctx: ctx}
-	defer c.w.restoreModes() // on failure; addLayer restores them on success
+	c := &copier{from: op.from, owner: o, chmod: chmod, excludes: excl, ctx: ctx}
 	var matches []match
 	for _, src := range op.srcs {
 		ms, err := s.sources(ctx, op, src)
@@ -135,15 +138,21 @@ func (s *stageRun) copy(ctx context.Context, op copyOp) error {
 	}
 	if !destDir {
 		// An existing directory takes the sources inside, as in docker.
-		if host, err := s.rootfs.resolve(dest); err == nil {
+		if host, err := view.resolve(dest); err == nil {
 			if fi, err := os.Stat(host); err == nil && fi.IsDir() {
 				destDir = true
 			}
 		}
 	}
-	if ok, err := s.streamCopy(ctx, c, matches, op, dest, destDir); ok || err != nil {
+	if ok, err := s.streamCopy(ctx, c, view, matches, op, dest, destDir); ok || err != nil {
 		return err
 	}
+	t, err := s.tree(ctx)
+	if err != nil {
+		return err
+	}
+	c.w = newFSWriter(t, s.r.rootless)
+	defer c.w.restoreModes() // on failure; addLayer restores them on success
 	for _, m := range matches {
 		if m.src != nil {
 			c.from = m.src // a git checkout has no .dockerignore

@@ -5,27 +5,31 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/imgtool/imgtool/layer"
 	"github.com/imgtool/imgtool/manifest"
-	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/imgtool/imgtool/unpack"
 	"golang.org/x/sys/unix"
 )
 
-// A COPY into a stage whose tree is still empty (FROM scratch, nothing
-// written yet) needs no root filesystem: what it writes is exactly its
-// sources, so its layer is streamed from them into the layer writer, and
-// nothing is written to disk but the blob. Creating and then re-reading
-// thousands of files in a temporary tree was most of a copy-heavy
-// build's time. A later step that needs the tree unpacks it from the
-// layers, as after a cache hit (lazyfs.go).
+// A COPY into a stage that has no writable tree (FROM scratch, FROM an
+// image, or after steps that came from the cache or ran on an overlay)
+// needs no root filesystem: what it writes is exactly its sources, so its
+// layer is streamed from them into the layer writer, and nothing is
+// written to disk but the blob. Creating and then re-reading thousands of
+// files in a temporary tree was most of a copy-heavy build's time. What
+// is already in the stage is read from a view of it (copyview.go): the
+// unpack cache's entry for its layers, never written. A later step that
+// needs the files gets them from the layers: a RUN on an overlay of the
+// unpack cache's entry (overlayrun.go), another step by unpacking them
+// (lazyfs.go).
 //
 // The plan (streamPlan) follows the copier (copytree.go) step for step
 // over a map of the entries the copy makes; whatever it does not model
@@ -37,13 +41,17 @@ var errNoStream = errors.New("copy needs the root filesystem")
 
 // streamEntry is an entry a streamed COPY makes.
 type streamEntry struct {
-	typ   byte // tar type flag: TypeReg, TypeDir or TypeSymlink
-	meta  fileMeta
-	file  string // regular file: the host file its content comes from
-	data  []byte // regular file without a host file: its content
-	link  string // symlink target
-	id    [2]uint64
-	multi bool // the source has several hard links: id groups them
+	typ byte // tar type flag: TypeReg, TypeDir or TypeSymlink
+	// fromView: a directory the stage already has, in the layer because
+	// the copy writes below it; its header comes from the view.
+	fromView bool
+	meta     fileMeta
+	file     string // regular file: the host file its content comes from
+	data     []byte // regular file without a host file: its content
+	link     string // symlink target
+	id       [2]uint64
+	multi    bool         // the source has several hard links: id groups them
+	st       *unix.Stat_t // a context file whose digest the copy keys (keyafter.go)
 }
 
 // streamPlan is the entries of one streamed COPY by path (relative,
@@ -53,16 +61,23 @@ type streamPlan struct {
 	rootless bool
 	now      unix.Timespec
 	entries  map[string]*streamEntry
+	view     *tree // the stage as it is before the copy
+	opts     layer.Options
+	hash     *fusedHash // digests the context files it writes, when set
 }
 
-// streamCopy does op as a streamed layer when the stage's tree is empty.
-// It reports false, having written nothing, when the copy needs the
-// tree.
-func (s *stageRun) streamCopy(ctx context.Context, c *copier, matches []match, op copyOp, dest string, destDir bool) (bool, error) {
-	if op.add != nil || len(s.layers) > 0 || s.r.b.treeCopy || s.treeNeededLater() {
+// streamCopy does op as a streamed layer when the stage has no writable
+// tree (view is what it holds). It reports false, having written
+// nothing, when the copy needs the tree.
+func (s *stageRun) streamCopy(ctx context.Context, c *copier, view *tree, matches []match, op copyOp, dest string, destDir bool) (bool, error) {
+	if op.add != nil || s.rootfs != nil || s.r.b.treeCopy {
 		return false, nil
 	}
-	p := &streamPlan{c: c, rootless: s.r.rootless, now: unix.NsecToTimespec(time.Now().UnixNano()), entries: map[string]*streamEntry{}}
+	p := &streamPlan{c: c, rootless: s.r.rootless, now: unix.NsecToTimespec(time.Now().UnixNano()), entries: map[string]*streamEntry{},
+		view: view, opts: s.r.layerOpts}
+	if s.keyingAfter && op.from == s.r.context {
+		p.hash = &fusedHash{stat: s.r.stat, counts: &s.files, src: op.from.t, at: time.Now().UnixNano()}
+	}
 	err := p.plan(matches, op, dest, destDir)
 	if errors.Is(err, errNoStream) {
 		return false, nil
@@ -70,13 +85,14 @@ func (s *stageRun) streamCopy(ctx context.Context, c *copier, matches []match, o
 	if err != nil {
 		return true, err
 	}
-	if err := s.writeStream(ctx, p.list(), op.createdBy); err != nil {
+	list, err := p.list()
+	if err != nil {
 		return true, err
 	}
-	// The tree (empty) no longer holds what the layers do: the next step
-	// that needs it unpacks them.
-	s.rootfs = nil
-	return true, nil
+	if s.r.b.streamed != nil {
+		s.r.b.streamed.Add(1)
+	}
+	return true, s.writeStream(ctx, list, op.createdBy)
 }
 
 func (p *streamPlan) plan(matches []match, op copyOp, dest string, destDir bool) error {
@@ -172,8 +188,12 @@ func (p *streamPlan) entry(host, srcPath, target string, st *unix.Stat_t) error 
 	m := p.c.metaOf(st)
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
-		p.put(target, &streamEntry{typ: tar.TypeReg, meta: m, file: host,
-			id: [2]uint64{uint64(st.Dev), st.Ino}, multi: st.Nlink > 1})
+		e := &streamEntry{typ: tar.TypeReg, meta: m, file: host, id: [2]uint64{uint64(st.Dev), st.Ino}, multi: st.Nlink > 1}
+		if p.hash != nil {
+			cp := *st
+			e.st = &cp
+		}
+		p.put(target, e)
 	case unix.S_IFLNK:
 		t, err := os.Readlink(host)
 		if err != nil {
@@ -221,7 +241,15 @@ func (p *streamPlan) mkdirAllMeta(dir string, m fileMeta) error {
 		}
 		e, ok := p.entries[rel[:i]]
 		if !ok {
-			p.entries[rel[:i]] = &streamEntry{typ: tar.TypeDir, meta: m}
+			switch p.viewKind(rel[:i]) {
+			case unix.S_IFDIR:
+				p.entries[rel[:i]] = &streamEntry{typ: tar.TypeDir, fromView: true}
+			case 0:
+				p.entries[rel[:i]] = &streamEntry{typ: tar.TypeDir, meta: m}
+			default:
+				// The copier follows a symlink here, or fails on a file.
+				return errNoStream
+			}
 			continue
 		}
 		if e.typ != tar.TypeDir {
@@ -235,16 +263,25 @@ func (p *streamPlan) mkdirAllMeta(dir string, m fileMeta) error {
 // list is the plan as layer entries in tar order. Of a group of hard
 // links, the first in that order holds the content and the others link
 // to it, as layer.Write stores them.
-func (p *streamPlan) list() []layer.Entry {
+func (p *streamPlan) list() ([]layer.Entry, error) {
 	names := make([]string, 0, len(p.entries))
 	for k := range p.entries {
 		names = append(names, k)
 	}
 	slices.SortFunc(names, layer.ComparePaths)
+	modified := p.modified()
 	out := make([]layer.Entry, 0, len(names))
 	first := map[[2]uint64]string{}
 	for _, name := range names {
 		e := p.entries[name]
+		if e.fromView {
+			h, err := p.viewHeader(name, modified[name])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, layer.Entry{Header: *h})
+			continue
+		}
 		h := tar.Header{Name: name, Typeflag: e.typ, Mode: tarMode(e.meta.mode),
 			Uid: e.meta.owner.uid, Gid: e.meta.owner.gid, ModTime: time.Unix(e.meta.mtime.Unix())}
 		le := layer.Entry{Header: h, File: e.file, Data: e.data}
@@ -259,10 +296,13 @@ func (p *streamPlan) list() []layer.Entry {
 					first[e.id] = name
 				}
 			}
+			if le.File != "" && e.st != nil {
+				le.Hashed = p.hash.hashed(e.file, e.st)
+			}
 		}
 		out = append(out, le)
 	}
-	return out
+	return out, nil
 }
 
 // tarMode is a tar header's mode of fs.FileMode bits chmod takes.
@@ -286,56 +326,37 @@ func (s *stageRun) writeStream(ctx context.Context, entries []layer.Entry, creat
 		s.steps = append(s.steps, manifest.Step{CreatedBy: createdBy})
 		return nil
 	}
-	bw, err := s.r.b.Store.Writer(ctx)
-	if err != nil {
-		return err
+	write := func(tee io.Writer) (manifest.LayerDesc, error) {
+		bw, err := s.r.b.Store.Writer(ctx)
+		if err != nil {
+			return manifest.LayerDesc{}, err
+		}
+		defer bw.Cancel()
+		opts := s.r.layerOpts
+		opts.Tee = tee
+		ld, err := layer.WriteEntries(ctx, bw, entries, opts)
+		if err != nil {
+			return ld, err
+		}
+		ld.Descriptor, err = bw.Commit(ctx, ld.Descriptor)
+		return ld, err
 	}
-	defer bw.Cancel()
-	ld, err := layer.WriteEntries(ctx, bw, entries, s.r.layerOpts)
-	if err != nil {
-		return err
+	var ld manifest.LayerDesc
+	var made *unpack.Lease
+	var err error
+	if s.r.b.Unpack != nil && s.filesNeededLater() {
+		ld, made, err = s.unpackWhileWriting(ctx, write)
+	} else {
+		ld, err = write(nil)
 	}
-	if ld.Descriptor, err = bw.Commit(ctx, ld.Descriptor); err != nil {
+	if err != nil {
 		return err
 	}
 	s.layers = append(s.layers, ld)
 	s.steps = append(s.steps, manifest.Step{Layer: &ld, CreatedBy: createdBy})
+	if made != nil {
+		s.dropStack()
+		s.stack = stack{base: made, nBase: len(s.layers)}
+	}
 	return nil
-}
-
-// treeNeededLater reports whether a step after the running one may need
-// the stage's tree: a later instruction of the stage that changes files,
-// or a later stage built FROM it, copying from it or mounting it. A
-// reference spelled with a variable may name it.
-func (s *stageRun) treeNeededLater() bool {
-	for _, c := range s.rest {
-		if changesFiles(c) {
-			return true
-		}
-	}
-	p := s.r.plan
-	name := p.stages[s.idx].Name
-	refs := func(ref string) bool {
-		return strings.Contains(ref, "$") || ref == strconv.Itoa(s.idx) || (name != "" && strings.EqualFold(ref, name))
-	}
-	for _, st := range p.stages[s.idx+1:] {
-		if refs(st.BaseName) {
-			return true
-		}
-		for _, c := range st.Commands {
-			switch c := c.(type) {
-			case *instructions.CopyCommand:
-				if c.From != "" && refs(c.From) {
-					return true
-				}
-			case *instructions.RunCommand:
-				for _, m := range instructions.GetMounts(c) {
-					if m.From != "" && refs(m.From) {
-						return true
-					}
-				}
-			}
-		}
-	}
-	return false
 }

@@ -5,14 +5,17 @@
 // shell packages, never by hand, so that syntax and variable expansion mean
 // what they mean to docker build), the stage graph and --target pruning, the
 // build context and its .dockerignore, and the execution of each
-// instruction: COPY and ADD write files into the stage's root filesystem and
-// straight into a layer; RUN runs through an Executor (rootless namespaces,
-// provided by the caller) and its changes become a layer through a snapshot
-// diff; the other instructions change the image config. It owns the
-// sources a build reads besides the context: git repositories (git.go,
-// through the git command) and the ssh agents RUN --mount=type=ssh
-// forwards (ssh.go). Images are
-// assembled with package manifest and written into a store.Store.
+// instruction: COPY streams its sources straight into a layer, reading the
+// stage from the unpack cache (copystream.go), or writes them into the
+// stage's writable tree when it has one; RUN runs through an Executor
+// (rootless namespaces, provided by the caller) on an overlay of the stage's
+// layers, its changes read from the upper directory (overlayrun.go), or on
+// the writable tree diffed against a snapshot where overlays are refused;
+// the other instructions change the image config. It owns the sources a
+// build reads besides the context: git repositories (git.go, through the
+// git command) and the ssh agents RUN --mount=type=ssh forwards (ssh.go).
+// Images are assembled with package manifest and written into a
+// store.Store.
 //
 // It owns the build cache too: every step has a key (cachekey.go) that
 // chains its base, the instruction after expansion, the ARGs a RUN sees

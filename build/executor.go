@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"errors"
 	"io"
 )
 
@@ -13,10 +14,19 @@ type Executor interface {
 
 // RunSpec is one RUN step's process.
 type RunSpec struct {
-	Rootfs  string   // the stage's writable root filesystem
+	Rootfs string // the stage's writable root filesystem
+	// Lower, when set, is the root filesystem instead of Rootfs: layers
+	// (uppermost first) that the executor mounts read-only as an overlay
+	// under Upper, which receives the process's changes in overlayfs's
+	// form, Work being overlayfs's work directory beside it. An executor
+	// that cannot mount it returns an error wrapping ErrNoOverlay before
+	// running anything, and the build falls back to Rootfs.
+	Lower       []string
+	Upper, Work string
+
 	Args    []string // argv, already in exec form (shell form → SHELL + command)
 	Env     []string // KEY=VALUE, final
-	Dir     string   // working directory inside Rootfs (created before Run)
+	Dir     string   // working directory inside Rootfs (created before Run; with Lower, by the executor when missing: root's, 0755, as the runner makes it)
 	User    string   // USER as written ("name", "uid", "name:group", "uid:gid"), resolved by the executor in the rootfs
 	Network string   // "", "none" or "host"
 	Mounts  []Mount  // RUN --mount: bind (from context or a stage), tmpfs, cache (host dir kept under the data root), secret (file)
@@ -34,3 +44,7 @@ type Mount struct {
 	Target   string // path inside Rootfs
 	ReadOnly bool
 }
+
+// ErrNoOverlay is what an Executor returns when it cannot mount a RunSpec's
+// overlay (the kernel refuses overlayfs in a user namespace).
+var ErrNoOverlay = errors.New("overlay root filesystems are not available")

@@ -66,6 +66,9 @@ func (fh *fileHasher) hashJobs() error {
 				fh.pending[j.key].Digest = d
 				fh.stat.store(j.rel, &j.st, d, at)
 				fh.counts.add(0, 1, j.st.Size)
+				if fh.reads != nil {
+					fh.reads.Add(1)
+				}
 			}
 		}()
 	}

@@ -115,6 +115,9 @@ func mkdirRootfs(dir string) error {
 // that a rebuild from the cache gives the same image.
 func (s *stageRun) commit(ctx context.Context) (*stageResult, error) {
 	r := s.r
+	if err := s.settle(); err != nil {
+		return nil, err
+	}
 	img := s.img.Image
 	var err error
 	if len(s.steps) == 0 {

@@ -21,11 +21,15 @@ import (
 // the first time.
 func (s *stageRun) tree(ctx context.Context) (*tree, error) {
 	if s.rootfs == nil {
+		if err := s.settle(); err != nil {
+			return nil, err
+		}
 		t, err := s.r.materialiseTree(ctx, "stage-", s.layers)
 		if err != nil {
 			return nil, fmt.Errorf("stage %s: %w", s.label, err)
 		}
 		s.rootfs = t
+		s.dropStack() // the tree is the stage's filesystem from now on
 	}
 	return s.rootfs, nil
 }
@@ -37,13 +41,34 @@ func (r *buildRun) stageTree(ctx context.Context, st *stageResult) (*tree, error
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.rootfs == nil {
-		t, err := r.materialiseTree(ctx, "stage-", st.layers)
+		t, err := r.readTree(ctx, "stage-", st.layers)
 		if err != nil {
 			return nil, err
 		}
 		st.rootfs = t
 	}
 	return st.rootfs, nil
+}
+
+// readTree is layers applied in order, for reading only (COPY --from,
+// read-only bind mounts, the copies a read-write one takes): the unpack
+// cache's entry, held until the build ends, or without the unpack cache
+// a directory made for it.
+func (r *buildRun) readTree(ctx context.Context, prefix string, layers []manifest.LayerDesc) (*tree, error) {
+	if r.b.Unpack == nil {
+		return r.materialiseTree(ctx, prefix, layers)
+	}
+	if err := r.ensureBlobs(ctx, layers); err != nil {
+		return nil, err
+	}
+	l, err := r.b.Unpack.Rootfs(ctx, r.b.Store, layers)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.leases = append(r.leases, l)
+	r.mu.Unlock()
+	return newTree(l.Dir)
 }
 
 // materialiseTree makes a new directory under the build's temporary

@@ -21,6 +21,12 @@ func (s *stageRun) run(ctx context.Context, c *instructions.RunCommand, st *step
 	if s.r.b.Executor == nil {
 		return errNoExecutor
 	}
+	if ok, err := s.overlayRun(ctx, c, st); ok || err != nil {
+		return err
+	}
+	if _, err := s.tree(ctx); err != nil {
+		return err
+	}
 	m := newMounter(s)
 	defer m.cleanup()
 	spec := RunSpec{Rootfs: s.rootfs.root, Env: s.runEnv(), User: s.img.Config.User, Stdin: strings.NewReader("")}
@@ -57,7 +63,7 @@ func (s *stageRun) run(ctx context.Context, c *instructions.RunCommand, st *step
 	if err != nil {
 		return err
 	}
-	return s.writeLayer(ctx, changes, c.String())
+	return s.writeLayer(ctx, s.rootfs.root, changes, c.String())
 }
 
 // workingDir makes the stage's working directory, owned by USER, and
@@ -109,6 +115,11 @@ func changesSince(snap *layer.Snapshot) ([]layer.Change, error) {
 	if err != nil {
 		return nil, err
 	}
+	return collect(ch)
+}
+
+// collect reads ch to its end.
+func collect(ch layer.Changes) ([]layer.Change, error) {
 	var changes []layer.Change
 	for {
 		c, err := ch.Next()

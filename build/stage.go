@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -38,6 +39,7 @@ type stageRun struct {
 	pos    int // instruction number, FROM being 1
 	total  int
 	rootfs *tree // nil until a step runs (see tree)
+	stack  stack // without rootfs, what an overlay RUN runs on
 	img    dockerspec.DockerOCIImage
 	layers []manifest.LayerDesc
 	steps  []manifest.Step
@@ -53,6 +55,15 @@ type stageRun struct {
 	cmdSet bool                   // CMD set in this stage, which ENTRYPOINT must not clear
 	rest   []instructions.Command // the instructions after the one running
 	lex    *shell.Lex
+	// pending are the layers being written in the background, queue the
+	// records waiting for them (bglayer.go); bgCtx is the stage's context,
+	// which cancel cancels.
+	pending []*pendingLayer
+	queue   []queued
+	bgCtx   context.Context
+	cancel  context.CancelCauseFunc
+	// keyingAfter: the step running is keyed after it runs (keyafter.go).
+	keyingAfter bool
 }
 
 func stageLabel(s instructions.Stage, i int) string {
@@ -70,6 +81,11 @@ func errCycle(p *plan, i int) error {
 func (r *buildRun) runStage(ctx context.Context, i int) (*stageResult, error) {
 	st := &r.plan.stages[i]
 	s := &stageRun{r: r, idx: i, label: stageLabel(*st, i), pos: 1, args: newArgScope(), lex: shell.NewLex(r.plan.escape)}
+	defer s.dropStack()
+	ctx, s.cancel = context.WithCancelCause(ctx)
+	defer s.cancel(nil)
+	defer s.abandon()
+	s.bgCtx = ctx
 	s.noCache = r.noCache(st, i)
 	fromLine := fmt.Sprintf("%s:%d: %s", r.plan.file, rangeLine(st.Location), firstLine(st.SourceCode))
 	base, err := r.meta.expander(r.plan.escape)(st.BaseName)
@@ -93,6 +109,9 @@ func (r *buildRun) runStage(ctx context.Context, i int) (*stageResult, error) {
 		s.pos++
 		s.rest = all[i+1:]
 		if err := s.exec(ctx, c); err != nil {
+			if cause := context.Cause(ctx); ctx.Err() != nil && cause != nil && !errors.Is(cause, ctx.Err()) {
+				err = cause // a layer written in the background failed
+			}
 			return nil, err
 		}
 	}
@@ -256,7 +275,8 @@ func (s *stageRun) expand(c instructions.Command) error {
 	return nil
 }
 
-// dispatch does what c says.
+// dispatch does what c says. The steps that change files make the
+// stage's writable tree when they need it.
 func (s *stageRun) dispatch(ctx context.Context, c instructions.Command, st *step) error {
 	switch c := c.(type) {
 	case *instructions.RunCommand:

@@ -3,14 +3,17 @@ package layer
 import (
 	"archive/tar"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/imgtool/imgtool/manifest"
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,6 +32,11 @@ type Entry struct {
 	// is the content.
 	File string
 	Data []byte
+	// Hashed, when set for a File entry, is called with the digest of
+	// the content written and the file's stat as it was read: a builder
+	// that must key the copy by its files' digests takes them from the
+	// one read that writes them.
+	Hashed func(d digest.Digest, st *unix.Stat_t)
 }
 
 // WriteEntries writes entries, which must be in tar order (parents
@@ -85,7 +93,7 @@ func writeList(ctx context.Context, tw *tar.Writer, entries []Entry, o Options) 
 			}
 			continue
 		}
-		if err := writeFileEntry(tw, &h, e.File, buf); err != nil {
+		if err := writeFileEntry(tw, &h, e.File, buf, e.Hashed); err != nil {
 			return fmt.Errorf("%s: %w", h.Name, err)
 		}
 	}
@@ -97,7 +105,7 @@ func writeList(ctx context.Context, tw *tar.Writer, entries []Entry, o Options) 
 // since it was listed must still give a well-formed tar. It reads through
 // the bare descriptor: an os.File would register it with the poller and
 // make two more system calls per file for nothing.
-func writeFileEntry(tw *tar.Writer, h *tar.Header, host string, buf []byte) error {
+func writeFileEntry(tw *tar.Writer, h *tar.Header, host string, buf []byte, hashed func(digest.Digest, *unix.Stat_t)) error {
 	fd, err := openRead(host)
 	if err != nil {
 		return err
@@ -114,6 +122,12 @@ func writeFileEntry(tw *tar.Writer, h *tar.Header, host string, buf []byte) erro
 	if err := tw.WriteHeader(h); err != nil {
 		return err
 	}
+	var w io.Writer = tw
+	var sum hash.Hash
+	if hashed != nil {
+		sum = sha256.New()
+		w = io.MultiWriter(tw, sum)
+	}
 	for left := h.Size; left > 0; {
 		n, err := unix.Read(fd, buf[:min(int64(len(buf)), left)])
 		if err == unix.EINTR {
@@ -125,10 +139,13 @@ func writeFileEntry(tw *tar.Writer, h *tar.Header, host string, buf []byte) erro
 		if n == 0 {
 			return errors.New("file shrank while it was being read")
 		}
-		if _, err := tw.Write(buf[:n]); err != nil {
+		if _, err := w.Write(buf[:n]); err != nil {
 			return err
 		}
 		left -= int64(n)
+	}
+	if hashed != nil {
+		hashed(digest.NewDigest(digest.SHA256, sum), &st)
 	}
 	return nil
 }

@@ -76,6 +76,22 @@ func headerFor(root, rel string, links map[devIno]string, epoch *time.Time, call
 	return h, nil
 }
 
+// StatHeader is the tar header Write gives root/rel, a path that is not a
+// hard link to one written before: a builder that streams a layer from a
+// description takes the entries it does not make itself (the directories
+// above what it writes) from the tree they are in.
+func StatHeader(root, rel string, o Options) (*tar.Header, error) {
+	caller := -1
+	if o.Rootless {
+		caller = os.Geteuid()
+	}
+	h, err := headerFor(root, rel, map[devIno]string{}, o.SourceDateEpoch, caller)
+	if err == nil && h == nil {
+		err = fmt.Errorf("%s: a socket has no tar header", rel)
+	}
+	return h, err
+}
+
 func clamp(t time.Time, epoch *time.Time) time.Time {
 	if epoch != nil && t.After(*epoch) {
 		return *epoch
@@ -92,6 +108,9 @@ func addXattrs(full string, h *tar.Header) error {
 		return err
 	}
 	for _, name := range names {
+		if isOverlayXattr(name) {
+			continue // an overlay upper layer's markers, never the image's
+		}
 		val, err := getXattr(full, name)
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed meanwhile

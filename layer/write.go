@@ -30,6 +30,11 @@ type Options struct {
 	// that a tree unpacked without privilege (owners other than root kept
 	// in the user.rootlesscontainers xattr) round-trips.
 	Rootless bool
+	// Tee, when set, receives the uncompressed tar as it is written: an
+	// unpacker that makes the layer's files at the same time (a build
+	// whose next step needs them) reads it while the blob is compressed.
+	// An error from it fails the write.
+	Tee io.Writer
 }
 
 // Write writes the layer that changes ch make to the tree at root into w,
@@ -73,7 +78,11 @@ func newPipeline(w io.Writer, o Options) (*pipeline, error) {
 	}
 	// Batch the tar's small writes (512-byte headers), and hash and
 	// compress on another goroutine while the next files are read.
-	p.buf = newAsyncWriter(io.MultiWriter(p.cw, p.diffHash.Hash()))
+	ws := []io.Writer{p.cw, p.diffHash.Hash()}
+	if o.Tee != nil {
+		ws = append(ws, o.Tee)
+	}
+	p.buf = newAsyncWriter(io.MultiWriter(ws...))
 	p.tw = tar.NewWriter(p.buf)
 	return p, nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -22,7 +23,7 @@ type mounts struct {
 // setupMounts builds the container's filesystem under cfg.State and
 // pivots into it. It runs inside the new user and mount namespaces.
 func setupMounts(cfg *config) (*mounts, error) {
-	m := &mounts{writable: cfg.Rootfs == Writable}
+	m := &mounts{writable: cfg.Rootfs == Writable || cfg.Rootfs == Layered}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return nil, fmt.Errorf("make mounts private: %w", err)
 	}
@@ -75,7 +76,9 @@ func setupMounts(cfg *config) (*mounts, error) {
 
 // mountRootfs mounts cfg.Dir at root: bound as it is when Writable, else
 // as the lower layer of an overlay, so that neither the command nor the
-// mount points the init creates ever reach cfg.Dir.
+// mount points the init creates ever reach cfg.Dir. The overlay's upper
+// layer is the caller's when Layered, else scratch that goes with the
+// namespace.
 func mountRootfs(cfg *config, root string) error {
 	if cfg.Rootfs == Writable {
 		if err := unix.Mount(cfg.Dir, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -83,15 +86,26 @@ func mountRootfs(cfg *config, root string) error {
 		}
 		return nil
 	}
-	upper, work := filepath.Join(cfg.State, "upper"), filepath.Join(cfg.State, "work")
-	for _, d := range []string{upper, work} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return err
+	upper, work := cfg.Upper, cfg.Work
+	lower := []string{cfg.Dir}
+	if cfg.Rootfs == Layered {
+		lower = append(slices.Clone(cfg.Lower), cfg.Dir)
+	} else {
+		upper, work = filepath.Join(cfg.State, "upper"), filepath.Join(cfg.State, "work")
+		for _, d := range []string{upper, work} {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				return err
+			}
 		}
 	}
+	for i, l := range lower {
+		lower[i] = escapeOverlay(l)
+	}
 	// userxattr: inside a user namespace overlay keeps its whiteouts and
-	// opaque markers in user.overlay.* (trusted.* needs init-ns root).
-	opts := "lowerdir=" + escapeOverlay(cfg.Dir) + ",upperdir=" + escapeOverlay(upper) + ",workdir=" + escapeOverlay(work) + ",userxattr"
+	// opaque markers in user.overlay.* (trusted.* needs init-ns root); it
+	// also turns off redirect_dir and metacopy, so that Upper holds whole
+	// entries a build can read as they are.
+	opts := "lowerdir=" + strings.Join(lower, ":") + ",upperdir=" + escapeOverlay(upper) + ",workdir=" + escapeOverlay(work) + ",userxattr"
 	if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
 		return &setupError{kind: "overlay", err: fmt.Errorf("overlay over %s: %w", cfg.Dir, err)}
 	}

@@ -24,6 +24,9 @@ func IsInit() bool { return len(os.Args) > 0 && os.Args[0] == initArg0 }
 type config struct {
 	Dir       string
 	Rootfs    Rootfs
+	Lower     []string
+	Upper     string
+	Work      string
 	ReadOnly  bool
 	Args      []string
 	Env       []string

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -29,6 +30,14 @@ const (
 	// Writable bind-mounts Dir itself: the process's changes stay in Dir
 	// (build steps use this and diff Dir afterwards).
 	Writable
+	// Layered mounts an overlay of Lower (uppermost first) over Dir, all
+	// read-only and never modified, under Upper, a directory the caller
+	// keeps: the process's changes stay in Upper in overlayfs's own form
+	// (deletions as 0/0 character devices, replaced directories marked
+	// with the user.overlay.opaque xattr), so that a build reads its
+	// step's changes there instead of diffing a whole tree. Mount points
+	// the init makes are removed again, as with Writable.
+	Layered
 )
 
 // Mount is a bind mount of a host path, or a tmpfs when Source is empty
@@ -44,6 +53,11 @@ type Mount struct {
 type Spec struct {
 	Dir    string // the root filesystem directory
 	Rootfs Rootfs
+	// Lower, Upper and Work are the overlay of a Layered rootfs: layers
+	// above Dir (uppermost first), the directory that receives the
+	// changes, and overlayfs's work directory on Upper's filesystem.
+	Lower       []string
+	Upper, Work string
 	// ReadOnly makes the root filesystem read-only once the mounts are
 	// in place (with Writable, mount points may still be created in Dir).
 	ReadOnly bool
@@ -100,9 +114,9 @@ type Stdio struct {
 var (
 	// ErrNoUserns: the kernel does not let this user create namespaces.
 	ErrNoUserns = errors.New("unprivileged user namespaces are not available")
-	// ErrNoOverlay: an Ephemeral rootfs needs an overlay mount the kernel
-	// refused inside the user namespace; callers fall back to a copy of
-	// Dir run as Writable.
+	// ErrNoOverlay: an Ephemeral or Layered rootfs needs an overlay mount
+	// the kernel refused inside the user namespace; callers fall back to a
+	// copy of Dir run as Writable.
 	ErrNoOverlay = errors.New("overlay mounts are not allowed in a user namespace here")
 	// ErrSetup: preparing the container (mounts, user, cwd) failed.
 	ErrSetup = errors.New("container setup failed")
@@ -121,6 +135,9 @@ func (s *Spec) validate() error {
 	} else if !st.IsDir() {
 		return fmt.Errorf("root filesystem %s is not a directory", s.Dir)
 	}
+	if err := s.validateLayers(); err != nil {
+		return err
+	}
 	if len(s.Args) == 0 || s.Args[0] == "" {
 		return errors.New("no command given, and the image has neither an entrypoint nor a cmd")
 	}
@@ -135,6 +152,24 @@ func (s *Spec) validate() error {
 	for _, m := range s.Mounts {
 		if err := m.validate(); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// validateLayers checks a Layered rootfs's directories.
+func (s *Spec) validateLayers() error {
+	if s.Rootfs != Layered {
+		return nil
+	}
+	for _, d := range append(slices.Clone(s.Lower), s.Upper, s.Work) {
+		if !path.IsAbs(d) {
+			return fmt.Errorf("overlay directory %q: want an absolute host path", d)
+		}
+		if st, err := os.Stat(d); err != nil {
+			return fmt.Errorf("overlay directory: %w", err)
+		} else if !st.IsDir() {
+			return fmt.Errorf("overlay directory %s is not a directory", d)
 		}
 	}
 	return nil

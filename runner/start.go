@@ -95,7 +95,7 @@ func (c *Container) Run(s Spec) (int, error) {
 		hostname = randomHostname()
 	}
 	cfg := config{
-		Dir: s.Dir, Rootfs: s.Rootfs, ReadOnly: s.ReadOnly, Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User,
+		Dir: s.Dir, Rootfs: s.Rootfs, Lower: s.Lower, Upper: s.Upper, Work: s.Work, ReadOnly: s.ReadOnly, Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User,
 		Hostname: hostname, Network: s.Network, Mounts: s.Mounts, Hosts: s.Hosts, TTY: s.TTY,
 		State: state, SetGroups: c.mapping.setGroups(), UnmappedUserAsRoot: s.UnmappedUserAsRoot,
 		Reexec: c.mapping.Helper,

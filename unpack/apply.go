@@ -31,6 +31,12 @@ import (
 // (Cache builds a chain on a hard-linked clone of its parent) and that
 // tree stays as it was.
 func Apply(ctx context.Context, root string, blob io.Reader, d ocispec.Descriptor, diffID digest.Digest, o Options) (Report, error) {
+	return apply(ctx, root, blob, d, diffID, o, "")
+}
+
+// apply is Apply, taking the files that sibling (a tree, "" for none)
+// holds the same as hard links (reuse.go).
+func apply(ctx context.Context, root string, blob io.Reader, d ocispec.Descriptor, diffID digest.Digest, o Options, sibling string) (Report, error) {
 	o.Limits = o.Limits.withDefaults()
 	if os.Geteuid() != 0 {
 		o.Rootless = true
@@ -57,6 +63,11 @@ func Apply(ctx context.Context, root string, blob io.Reader, d ocispec.Descripto
 		return Report{}, fmt.Errorf("unpack layer %s: %w", d.Digest, err)
 	}
 	defer a.close()
+	if sibling != "" {
+		if a.sibling, err = unix.Open(sibling, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			a.sibling = -1 // only a chance to save work lost
+		}
+	}
 	ra := newReadAhead(tarSrc)
 	err = a.apply(ctx, tar.NewReader(ra))
 	if werr := a.stopWriters(); err == nil {
@@ -98,6 +109,7 @@ func (l Limits) withDefaults() Limits {
 // applier applies tar entries to the directory it holds open.
 type applier struct {
 	root    int
+	sibling int // a tree whose same files are linked (reuse.go), or -1
 	o       Options
 	walk    bool // resolve by walkInRoot: the kernel lacks openat2
 	rep     Report
@@ -130,7 +142,7 @@ func newApplier(root string, o Options) (*applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open root %s: %w", root, err)
 	}
-	a := &applier{root: fd, o: o, created: map[string]bool{}, walk: forceWalk.Load(), euid: os.Geteuid(), egid: os.Getegid()}
+	a := &applier{root: fd, sibling: -1, o: o, created: map[string]bool{}, walk: forceWalk.Load(), euid: os.Geteuid(), egid: os.Getegid()}
 	a.cache.fd, a.cache.gid = -1, -1
 	return a, nil
 }
@@ -139,6 +151,9 @@ func (a *applier) close() {
 	a.stopWriters()
 	a.dropCache()
 	unix.Close(a.root)
+	if a.sibling >= 0 {
+		unix.Close(a.sibling)
+	}
 }
 
 // stopWriters waits until the files queued are finished (or, after an

@@ -29,6 +29,7 @@ import (
 //	    locks/<hex>        its flock: exclusive while built or pruned, shared while leased
 //	    staging/<hex>-…/   a chain being built, or removed by Prune
 //	    empty/             the filesystem of an image without layers
+//	    siblings/          which chains were built over which parent (reuse.go)
 //
 // A child chain is a clone of its parent's entry with regular files
 // hard-linked, which is safe because Apply never writes into an inode it
@@ -80,7 +81,7 @@ func OpenCache(ctx context.Context, dir string, o Options) (*Cache, error) {
 		return nil, fmt.Errorf("open unpack cache %s: %w", dir, err)
 	}
 	c := &Cache{dir: dir, o: o, t: tree(filepath.Join(dir, modeDir(o.Rootless)))}
-	for _, sub := range []string{"chains", "locks", "staging", "empty"} {
+	for _, sub := range []string{"chains", "locks", "staging", "empty", "siblings"} {
 		if err := os.MkdirAll(filepath.Join(string(c.t), sub), 0o755); err != nil {
 			return nil, fmt.Errorf("open unpack cache %s: %w", dir, err)
 		}
@@ -241,7 +242,12 @@ func (c *Cache) make(ctx context.Context, b store.Blobs, l manifest.LayerDesc, c
 		removeStaging(stage)
 		return Report{}, fmt.Errorf("unpack chain %s: %w", chain, err)
 	}
-	rep, err := applyBlob(ctx, b, stage, l, c.o)
+	var sibling string
+	if sib := c.t.sibling(ctx, parent, chain.Encoded()); sib != nil {
+		defer sib.Release()
+		sibling = sib.Dir
+	}
+	rep, err := applyBlob(ctx, b, stage, l, c.o, sibling)
 	if err == nil {
 		err = publish(stage, c.t.chainDir(chain))
 	}
@@ -249,6 +255,7 @@ func (c *Cache) make(ctx context.Context, b store.Blobs, l manifest.LayerDesc, c
 		removeStaging(stage)
 		return rep, fmt.Errorf("unpack chain %s: %w", chain, err)
 	}
+	c.t.noteSibling(parent, chain)
 	return rep, nil
 }
 

@@ -82,6 +82,16 @@ func (a *applier) regular(parent int, base, rel string, h *tar.Header, r io.Read
 	if a.rep.Bytes+h.Size > a.o.Limits.MaxBytes || h.Size < 0 {
 		return fmt.Errorf("%w: files expand past %d bytes", ErrLimit, a.o.Limits.MaxBytes)
 	}
+	if a.sibling >= 0 {
+		linked, head, done, err := a.reuse(parent, base, rel, h, r)
+		defer done()
+		if err != nil || linked {
+			return err
+		}
+		if head != nil {
+			r = io.MultiReader(head, r)
+		}
+	}
 	var fd int
 	err := a.place(parent, base, false, func() (err error) {
 		fd, err = unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)

@@ -42,7 +42,7 @@ func Image(ctx context.Context, b store.Blobs, m ocispec.Manifest, dest string, 
 	os.Chmod(stage, 0o755)
 	var total Report
 	for _, l := range layers {
-		rep, err := applyBlob(ctx, b, stage, l, o)
+		rep, err := applyBlob(ctx, b, stage, l, o, "")
 		total.Entries += rep.Entries
 		total.Bytes += rep.Bytes
 		total.Warnings = append(total.Warnings, rep.Warnings...)
@@ -58,13 +58,13 @@ func Image(ctx context.Context, b store.Blobs, m ocispec.Manifest, dest string, 
 	return total, nil
 }
 
-func applyBlob(ctx context.Context, b store.Blobs, root string, l manifest.LayerDesc, o Options) (Report, error) {
+func applyBlob(ctx context.Context, b store.Blobs, root string, l manifest.LayerDesc, o Options, sibling string) (Report, error) {
 	rc, err := b.Open(ctx, l.Digest)
 	if err != nil {
 		return Report{}, fmt.Errorf("unpack layer %s: %w", l.Digest, err)
 	}
 	defer rc.Close()
-	return Apply(ctx, root, rc, l.Descriptor, l.DiffID, o)
+	return apply(ctx, root, rc, l.Descriptor, l.DiffID, o, sibling)
 }
 
 // removeStaging removes a failed unpack; directories a layer made

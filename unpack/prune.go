@@ -60,6 +60,7 @@ func (t tree) prune(ctx context.Context, keep func(digest.Digest) bool) (int64, 
 	if err := t.cleanStaging(ctx); err != nil {
 		return freed, err
 	}
+	t.cleanSiblings()
 	return freed, t.cleanLocks(ctx)
 }
 

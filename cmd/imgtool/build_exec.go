@@ -17,8 +17,9 @@ import (
 )
 
 // newExecutor returns what runs RUN steps: the runner package, rootless,
-// with the stage's root filesystem bound writable so that the build can
-// diff it afterwards.
+// with the stage's layers as an overlay whose upper directory holds the
+// step's changes, or the stage's root filesystem bound writable so that
+// the build can diff it afterwards.
 func newExecutor(o *globalOptions) (build.Executor, error) {
 	state := filepath.Join(o.root, "tmp")
 	if err := os.MkdirAll(state, 0o700); err != nil {
@@ -41,6 +42,10 @@ func (r *runnerExecutor) Run(ctx context.Context, s build.RunSpec) (int, error) 
 		// As the build's unshare executor did, and buildah without subuids.
 		UnmappedUserAsRoot: true,
 	}
+	if n := len(s.Lower); n > 0 {
+		// The stage's layers as an overlay: the changes stay in Upper.
+		spec.Rootfs, spec.Dir, spec.Lower, spec.Upper, spec.Work = runner.Layered, s.Lower[n-1], s.Lower[:n-1], s.Upper, s.Work
+	}
 	if s.Network == "none" {
 		spec.Network = runner.NetworkNone
 	}
@@ -55,6 +60,9 @@ func (r *runnerExecutor) Run(ctx context.Context, s build.RunSpec) (int, error) 
 		}
 	}
 	code, err := runner.Run(ctx, spec, runner.Stdio{Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr})
+	if errors.Is(err, runner.ErrNoOverlay) {
+		return code, fmt.Errorf("%w: %w", build.ErrNoOverlay, err)
+	}
 	if errors.Is(err, runner.ErrExec) {
 		// As a shell would: the step fails with 127 and says why.
 		if s.Stderr != nil {
