@@ -20,7 +20,7 @@ import (
 // byte; integers a varint.
 
 // wireVersion changes whenever a message's fields do.
-const wireVersion = 1
+const wireVersion = 2
 
 // errWire reports a message that is not one this build writes.
 var errWire = errors.New("malformed message from imgtool")
@@ -177,6 +177,9 @@ func (c config) encode() wireBuf {
 	b := newWireBuf()
 	b.str(c.Dir)
 	b.int(int(c.Rootfs))
+	b.strs(c.Lower)
+	b.str(c.Upper)
+	b.str(c.Work)
 	b.flag(c.ReadOnly)
 	b.strs(c.Args)
 	b.strs(c.Env)
@@ -209,6 +212,9 @@ func (c config) encode() wireBuf {
 func (c *config) decode(r *wireReader) error {
 	c.Dir = r.str()
 	c.Rootfs = Rootfs(r.int())
+	c.Lower = r.strs()
+	c.Upper = r.str()
+	c.Work = r.str()
 	c.ReadOnly = r.flag()
 	c.Args = r.strs()
 	c.Env = r.strs()

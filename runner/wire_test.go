@@ -12,6 +12,7 @@ import (
 func fullConfig() config {
 	return config{
 		Dir: "/var/lib/imgtool/cache/unpack/chains/abc", Rootfs: Writable, ReadOnly: true,
+		Lower: []string{"/l/2", "/l/1"}, Upper: "/u", Work: "/w",
 		Args: []string{"sh", "-c", "echo 'a b' \"$X\"", ""}, Env: []string{"PATH=/bin", "X=ünïcødé\x00nul", "EMPTY="},
 		Cwd: "/work dir", User: "app:extra", Hostname: "h", Network: NetworkNone,
 		Mounts: []Mount{{Source: "/host/conf", Target: "/conf", ReadOnly: true}, {Target: "/scratch", Tmpfs: true}},
