@@ -7,7 +7,9 @@
 #  - push IMAGES small images (16 KiB layer, config, manifest by tag)
 #    with 8 and then 16 concurrent clients;
 #  - HEAD a manifest by tag on 32 connections for HEAD_SECONDS.
-# Prints throughput, server CPU per operation, and imgtool's ratios.
+# Prints throughput, server CPU per operation, and imgtool's ratios, then
+# what the disk takes when dd writes and fsyncs the push's bytes itself:
+# every server here fsyncs each blob, so a big push cannot beat that.
 #
 #   bash bench/registry.sh
 #   BLOBS=2 BLOB_SIZE=16777216 IMAGES=50 HEAD_SECONDS=3 bash bench/registry.sh
@@ -107,6 +109,17 @@ for server in imgtool distribution-3.1.2 docker-registry-2.8; do
 	pid=""
 done
 
+# The ceiling for a durable push here: BLOBS files of BLOB_SIZE written by
+# dd at once and fsync'd, as each server fsyncs a blob before it answers.
+sync
+disk_start=$(date +%s.%N)
+for i in $(seq "$BLOBS"); do
+	dd if=/dev/zero of="$W/dd.$i" bs=1M count=$((BLOB_SIZE >> 20)) conv=fsync status=none &
+done
+wait
+disk_secs=$(awk -v a="$disk_start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+rm -f "$W"/dd.*
+
 awk '
 { server=$1; phase=$2; ops=$3; secs=$4; bytes=$5; cpu=$6
   if (bytes > 0 && phase ~ /^blob/) { rate = bytes/1e6/secs; unit = "MB/s" } else { rate = ops/secs; unit = "op/s" }
@@ -118,3 +131,5 @@ END {
     printf "%-11s imgtool/distribution-3.1.2 %.2fx   imgtool/docker-registry-2.8 %.2fx\n", p,
       r["imgtool", p]/r["distribution-3.1.2", p], r["imgtool", p]/r["docker-registry-2.8", p] }
 }' "$W/results" | tee /dev/stderr >/dev/null
+awk -v n="$BLOBS" -v size="$BLOB_SIZE" -v secs="$disk_secs" 'BEGIN {
+  printf "disk ceiling: %d parallel fsync'"'"'d dd writes of the push'"'"'s size, %.1f MB/s\n", n, n*size/1e6/secs }' | tee /dev/stderr >/dev/null

@@ -10,8 +10,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -48,16 +51,23 @@ func main() {
 	flag.Parse()
 	l.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: l.c, MaxConnsPerHost: l.c, DisableCompression: true}}
 	ctx := context.Background()
-	start := time.Now()
-	var ops, bytes int64
+	var big *bigBlobs
 	var err error
+	if strings.HasPrefix(*mode, "blobs-") {
+		if big, err = newBigBlobs(l.n, l.size); err != nil {
+			fmt.Fprintf(os.Stderr, "regload: %v\n", err)
+			os.Exit(1)
+		}
+	}
+	start := time.Now()
+	var ops, nbytes int64
 	switch *mode {
 	case "blobs-push":
-		ops, bytes, err = l.each(ctx, l.n, func(i int) (int64, error) { return l.pushBlob(ctx, blob{l.size, uint64(i)}) })
+		ops, nbytes, err = l.each(ctx, l.n, func(i int) (int64, error) { return l.pushBlob(ctx, big, i) })
 	case "blobs-pull":
-		ops, bytes, err = l.each(ctx, l.n, func(i int) (int64, error) { return l.pullBlob(ctx, blob{l.size, uint64(i)}) })
+		ops, nbytes, err = l.each(ctx, l.n, func(i int) (int64, error) { return l.pullBlob(ctx, big, i) })
 	case "images":
-		ops, bytes, err = l.each(ctx, l.n, func(i int) (int64, error) { return l.pushImage(ctx, i) })
+		ops, nbytes, err = l.each(ctx, l.n, func(i int) (int64, error) { return l.pushImage(ctx, i) })
 	case "head":
 		ops, err = l.head(ctx, *dur)
 	default:
@@ -67,7 +77,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "regload: %v\n", err)
 		os.Exit(1)
 	}
-	fmt.Printf("%d %.3f %d\n", ops, time.Since(start).Seconds(), bytes)
+	fmt.Printf("%d %.3f %d\n", ops, time.Since(start).Seconds(), nbytes)
 }
 
 // each runs fn for 0..n-1 on l.c workers.
@@ -86,7 +96,8 @@ func (l *load) each(ctx context.Context, n int, fn func(int) (int64, error)) (in
 	return int64(n), total.Load(), err
 }
 
-// blob is seeded random content, regenerated rather than held in memory.
+// blob is seeded random content, regenerated rather than held in memory:
+// the small images' layers.
 type blob struct {
 	size int64
 	seed uint64
@@ -108,6 +119,50 @@ func (b blob) digest() (string, error) {
 		return "", err
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// bigBlobs are the blobs of blobs-push and blobs-pull: one random body in
+// memory, each blob that body followed by its own 8-byte index, and every
+// digest known before the clock starts. A pushing client has its digests
+// already (docker computes them while it builds the layer) and does not
+// spend its time making bytes up; both would otherwise take as much of
+// this machine's CPU as the server under test does, the same for every
+// server, and so squeeze the servers' ratios towards 1.
+type bigBlobs struct {
+	body    []byte
+	digests []string
+}
+
+func newBigBlobs(n int, size int64) (*bigBlobs, error) {
+	if size < 8 {
+		return nil, fmt.Errorf("blob size %d: at least 8 bytes", size)
+	}
+	b := &bigBlobs{body: make([]byte, size-8)}
+	if _, err := io.ReadFull(rand.NewChaCha8(seed(0)), b.body); err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	h.Write(b.body)
+	// The shared prefix is hashed once; each digest resumes from its state.
+	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	for i := range n {
+		hi := sha256.New()
+		if err := hi.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+			return nil, err
+		}
+		hi.Write(suffix(i))
+		b.digests = append(b.digests, "sha256:"+hex.EncodeToString(hi.Sum(nil)))
+	}
+	return b, nil
+}
+
+func suffix(i int) []byte { return binary.BigEndian.AppendUint64(nil, uint64(i)) }
+
+func (b *bigBlobs) reader(i int) io.Reader {
+	return io.MultiReader(bytes.NewReader(b.body), bytes.NewReader(suffix(i)))
 }
 
 func (l *load) do(ctx context.Context, method, url string, body io.Reader, want int, hdr ...string) (*http.Response, error) {
@@ -156,19 +211,12 @@ func (l *load) upload(ctx context.Context, body io.Reader, digest string) error 
 	return resp.Body.Close()
 }
 
-func (l *load) pushBlob(ctx context.Context, b blob) (int64, error) {
-	d, err := b.digest()
-	if err != nil {
-		return 0, err
-	}
-	return b.size, l.upload(ctx, b.reader(), d)
+func (l *load) pushBlob(ctx context.Context, b *bigBlobs, i int) (int64, error) {
+	return l.size, l.upload(ctx, b.reader(i), b.digests[i])
 }
 
-func (l *load) pullBlob(ctx context.Context, b blob) (int64, error) {
-	d, err := b.digest()
-	if err != nil {
-		return 0, err
-	}
+func (l *load) pullBlob(ctx context.Context, b *bigBlobs, i int) (int64, error) {
+	d := b.digests[i]
 	resp, err := l.do(ctx, "GET", "/v2/"+l.repo+"/blobs/"+d, nil, http.StatusOK)
 	if err != nil {
 		return 0, err
