@@ -158,6 +158,9 @@ func (s *stageRun) setWorkdir(c *instructions.WorkdirCommand) error {
 // workdir makes the working directory setWorkdir set, as docker does,
 // which gives a layer when it did not exist.
 func (s *stageRun) workdir(ctx context.Context, c *instructions.WorkdirCommand) error {
+	if ok, err := s.streamWorkdir(ctx, c); ok || err != nil {
+		return err
+	}
 	t, err := s.tree(ctx)
 	if err != nil {
 		return err

@@ -105,11 +105,23 @@ func (s *stageRun) copy(ctx context.Context, op copyOp) error {
 	}
 	// A destination ending in / (or . / ..) is a directory, as docker says.
 	destDir := strings.HasSuffix(op.dest, "/") || path.Base(op.dest) == "." || path.Base(op.dest) == ".."
-	view, err := s.viewTree(ctx)
+	view, err := s.view(ctx)
 	if err != nil {
 		return err
 	}
+	// What the view cannot resolve without following a symlink, the
+	// tree can: the copy then goes through it.
+	toTree := func() error {
+		t, err := s.tree(ctx)
+		view = &fsView{t: t}
+		return err
+	}
 	o, err := parseOwner(view, op.chown)
+	if errors.Is(err, errNoStream) {
+		if err = toTree(); err == nil {
+			o, err = parseOwner(view, op.chown)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("--chown=%s: %w", op.chown, err)
 	}
@@ -138,7 +150,14 @@ func (s *stageRun) copy(ctx context.Context, op copyOp) error {
 	}
 	if !destDir {
 		// An existing directory takes the sources inside, as in docker.
-		if host, err := view.resolve(dest); err == nil {
+		host, err := view.resolve(dest)
+		if errors.Is(err, errNoStream) {
+			if err := toTree(); err != nil {
+				return err
+			}
+			host, err = view.resolve(dest)
+		}
+		if err == nil {
 			if fi, err := os.Stat(host); err == nil && fi.IsDir() {
 				destDir = true
 			}

@@ -61,7 +61,7 @@ type streamPlan struct {
 	rootless bool
 	now      unix.Timespec
 	entries  map[string]*streamEntry
-	view     *tree // the stage as it is before the copy
+	view     *fsView // the stage as it is before the copy
 	opts     layer.Options
 	hash     *fusedHash // digests the context files it writes, when set
 }
@@ -69,7 +69,7 @@ type streamPlan struct {
 // streamCopy does op as a streamed layer when the stage has no writable
 // tree (view is what it holds). It reports false, having written
 // nothing, when the copy needs the tree.
-func (s *stageRun) streamCopy(ctx context.Context, c *copier, view *tree, matches []match, op copyOp, dest string, destDir bool) (bool, error) {
+func (s *stageRun) streamCopy(ctx context.Context, c *copier, view *fsView, matches []match, op copyOp, dest string, destDir bool) (bool, error) {
 	if op.add != nil || s.rootfs != nil || s.r.b.treeCopy {
 		return false, nil
 	}
@@ -241,7 +241,7 @@ func (p *streamPlan) mkdirAllMeta(dir string, m fileMeta) error {
 		}
 		e, ok := p.entries[rel[:i]]
 		if !ok {
-			switch p.viewKind(rel[:i]) {
+			switch p.view.kind(rel[:i]) {
 			case unix.S_IFDIR:
 				p.entries[rel[:i]] = &streamEntry{typ: tar.TypeDir, fromView: true}
 			case 0:
@@ -345,6 +345,10 @@ func (s *stageRun) writeStream(ctx context.Context, entries []layer.Entry, creat
 	var made *unpack.Lease
 	var err error
 	if s.r.b.Unpack != nil && s.filesNeededLater() {
+		// The layers so far as overlay layers, to stack this one on.
+		if _, err := s.lower(ctx); err != nil {
+			return err
+		}
 		ld, made, err = s.unpackWhileWriting(ctx, write)
 	} else {
 		ld, err = write(nil)
@@ -355,8 +359,7 @@ func (s *stageRun) writeStream(ctx context.Context, entries []layer.Entry, creat
 	s.layers = append(s.layers, ld)
 	s.steps = append(s.steps, manifest.Step{Layer: &ld, CreatedBy: createdBy})
 	if made != nil {
-		s.dropStack()
-		s.stack = stack{base: made, nBase: len(s.layers)}
+		s.push(made.Dir, made)
 	}
 	return nil
 }

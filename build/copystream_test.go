@@ -76,6 +76,12 @@ func TestStreamedCopyMatchesTree(t *testing.T) {
 		{"based: through a symlink", "FROM base:1\nRUN mkdir /real && ln -s /real /link\nCOPY app /link/app\n", 0},
 		{"based: after a RUN", "FROM base:1\nRUN mkdir -p /srv/x && echo hi > /srv/x/f\nCOPY app /srv/x/\nCOPY other/lib /srv/x/g/\n", 2},
 		{"based: copied, then run over", "FROM base:1\nCOPY app /app\nCOPY other /other\nRUN cat /app/main.sh /other/lib/z.txt > /seen && rm /app/empty\n", 2},
+		{"based: workdir, then copy", "FROM base:1\nWORKDIR /app/src\nCOPY app .\nRUN ls > /seen\n", 1},
+		{"based: workdir as USER", "FROM base:1\nUSER app\nWORKDIR /home/app/w\nCOPY --chown=app app ./\nUSER root\nRUN ls /home/app/w > /seen\n", 1},
+		{"based: over a RUN's deletions", "FROM base:1\nRUN mkdir -p /srv/a && echo x > /srv/a/f && rm -r /etc\nCOPY app /srv/a/\nCOPY README /etc/\nRUN ls /srv/a /etc > /seen\n", 2},
+		{"based: a RUN between copies", "FROM base:1\nRUN echo a > /a\nCOPY app /app\nRUN cat /a /app/main.sh > /seen && rm /a\nCOPY other /app/\n", 2},
+		{"based: through a RUN's symlink", "FROM base:1\nRUN mkdir /real && ln -s /real /link\nCOPY app /link/x\nCOPY README /link/\n", 0},
+		{"based: workdir through a symlink", "FROM base:1\nRUN mkdir /real && ln -s /real /w\nWORKDIR /w/sub\nCOPY README .\n", 0},
 		{"based: heredoc and parents", "FROM base:1\nCOPY <<EOF /etc/motd\nhello\nEOF\nCOPY --parents app/lib/x.txt /etc/./\n", 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

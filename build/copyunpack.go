@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -19,19 +18,15 @@ import (
 // a later COPY into the stage, a stage built on this one), the layer's
 // tar is teed into the unpack cache as it is written: the files are made
 // while the blob is compressed, on the other cores, instead of being
-// unpacked from the blob afterwards, and the stage's filesystem is that
-// chain from then on (overlayrun.go).
+// unpacked from the blob afterwards. They are made alone, as the unpack
+// cache's entry for that one layer, which the stage stacks as an overlay
+// layer over what it had (overlayrun.go): nothing below is cloned, and a
+// rebuild after a few files changed links the rest from the last build's
+// entry.
 
 // unpackWhileWriting runs write with a writer that the layer's tar goes
-// to, and makes the chain of the stage's layers and that layer from it.
+// to, and makes the unpack cache's entry for that layer alone from it.
 func (s *stageRun) unpackWhileWriting(ctx context.Context, write func(tee io.Writer) (manifest.LayerDesc, error)) (manifest.LayerDesc, *unpack.Lease, error) {
-	if err := s.settle(); err != nil {
-		return manifest.LayerDesc{}, nil, err
-	}
-	parent := slices.Clone(s.layers)
-	if err := s.r.ensureBlobs(ctx, parent); err != nil {
-		return manifest.LayerDesc{}, nil, err
-	}
 	type made struct {
 		lease  *unpack.Lease
 		diffID digest.Digest
@@ -40,7 +35,7 @@ func (s *stageRun) unpackWhileWriting(ctx context.Context, write func(tee io.Wri
 	pr, pw := io.Pipe()
 	done := make(chan made, 1)
 	go func() {
-		l, d, err := s.r.b.Unpack.ApplyTar(ctx, s.r.b.Store, parent, pr)
+		l, d, err := s.r.b.Unpack.ApplyTar(ctx, s.r.b.Store, nil, pr)
 		// The writer stops at once when the unpacking failed.
 		pr.CloseWithError(errors.Join(err, io.ErrClosedPipe))
 		done <- made{l, d, err}

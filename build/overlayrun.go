@@ -26,12 +26,24 @@ import (
 // before (run.go).
 
 // stack is a stage's filesystem while it has no writable tree: base, the
-// unpack cache's entry for the stage's first layers, under uppers, the
-// upper directories of the overlay RUNs that gave the layers after them.
+// unpack cache's entry for the stage's first layers, under uppers, one
+// overlay layer for each layer after them: the upper directory of an
+// overlay RUN, or the unpack cache's entry for a streamed COPY's layer
+// alone (which holds no whiteout), held in held.
 type stack struct {
 	base   *unpack.Lease
 	nBase  int      // the layers base holds
 	uppers []string // uppermost first
+	held   []*unpack.Lease
+}
+
+// push stacks dir, the overlay layer of the stage's last layer; l, when
+// set, is its lease.
+func (s *stageRun) push(dir string, l *unpack.Lease) {
+	s.stack.uppers = append([]string{dir}, s.stack.uppers...)
+	if l != nil {
+		s.stack.held = append(s.stack.held, l)
+	}
 }
 
 // maxUppers bounds the upper directories stacked over the unpack cache's
@@ -67,6 +79,9 @@ func (s *stageRun) lower(ctx context.Context) ([]string, error) {
 func (s *stageRun) dropStack() {
 	if s.stack.base != nil {
 		s.stack.base.Release()
+	}
+	for _, l := range s.stack.held {
+		l.Release()
 	}
 	s.stack = stack{}
 }
@@ -124,7 +139,7 @@ func (s *stageRun) overlayRun(ctx context.Context, c *instructions.RunCommand, s
 	if err := s.writeLayerLater(ctx, upper, list, c.String()); err != nil {
 		return true, err
 	}
-	s.stack.uppers = append([]string{upper}, s.stack.uppers...)
+	s.push(upper, nil)
 	return true, nil
 }
 
@@ -168,11 +183,11 @@ func (s *stageRun) workdirReady(lower []string) bool {
 	if s.img.Config.User == "" || s.img.Config.WorkingDir == "" {
 		return true
 	}
-	if len(lower) != 1 {
-		return false // upper directories above it: not one tree to resolve in
+	v := &fsView{stack: lower}
+	if len(lower) == 1 {
+		v = &fsView{t: &tree{root: lower[0]}}
 	}
-	t := &tree{root: lower[0]}
-	host, err := t.resolve(s.img.Config.WorkingDir)
+	host, err := v.resolve(s.img.Config.WorkingDir)
 	if err != nil {
 		return false
 	}

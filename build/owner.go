@@ -2,6 +2,7 @@ package build
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -13,11 +14,20 @@ import (
 // maxIDFile bounds what is read of an image's /etc/passwd or /etc/group.
 const maxIDFile = 4 << 20
 
+// resolver finds the host path of a path inside a stage: a tree, or the
+// view of a stage without one (fsView).
+type resolver interface {
+	resolve(p string) (string, error)
+}
+
 // lookupID finds name in an /etc/passwd or /etc/group of the stage's tree
 // and returns its id (field 3) and, for passwd, its primary group
 // (field 4).
-func lookupID(t *tree, file, name string) (id, group int, err error) {
+func lookupID(t resolver, file, name string) (id, group int, err error) {
 	host, err := t.resolve(file)
+	if errors.Is(err, errNoStream) {
+		return 0, 0, err
+	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("%q: the image has no %s to look it up in", name, file)
 	}
@@ -69,7 +79,7 @@ func ResolveUser(rootfs, user string) (uid, gid int, err error) {
 	return o.uid, o.gid, nil
 }
 
-func parseOwner(t *tree, spec string) (owner, error) {
+func parseOwner(t resolver, spec string) (owner, error) {
 	if spec == "" {
 		return owner{}, nil
 	}
@@ -79,6 +89,8 @@ func parseOwner(t *tree, spec string) (owner, error) {
 		o.uid, o.gid = n, n
 		if _, pg, err := lookupUID(t, n); err == nil {
 			o.gid = pg
+		} else if errors.Is(err, errNoStream) {
+			return owner{}, err
 		}
 	} else {
 		uid, pg, err := lookupID(t, "/etc/passwd", u)
@@ -102,7 +114,7 @@ func parseOwner(t *tree, spec string) (owner, error) {
 }
 
 // lookupUID finds uid's primary group in /etc/passwd.
-func lookupUID(t *tree, uid int) (int, int, error) {
+func lookupUID(t resolver, uid int) (int, int, error) {
 	host, err := t.resolve("/etc/passwd")
 	if err != nil {
 		return 0, 0, err

@@ -237,3 +237,27 @@ func joinRel(rel, name string) string {
 	}
 	return rel + "/" + name
 }
+
+// StackLookup looks rel (slash-separated, relative) up in a stack of
+// overlayfs layers (uppermost first) as the mounted overlay shows it,
+// following no symlink: it returns the uppermost layer's entry (its host
+// path and lstat), or false when rel is not there (deleted, hidden by an
+// opaque directory, or below something that is not a directory).
+func StackLookup(lower []string, rel string) (string, unix.Stat_t, bool) {
+	dirs := lower
+	var e lowerEntry
+	for rest := rel; ; {
+		name, more, found := strings.Cut(rest, "/")
+		var ok bool
+		if e, ok = lowerStat(dirs, name); !ok {
+			return "", unix.Stat_t{}, false
+		}
+		if !found {
+			return e.host, e.st, true
+		}
+		if e.st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return "", unix.Stat_t{}, false
+		}
+		dirs, rest = e.dirs, more
+	}
+}
