@@ -167,7 +167,7 @@ func TestTokenFlow(t *testing.T) {
 	c.want(c.do("GET", "/token?scope=repository:team/app:push", nil, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("alice:wrong"))),
 		http.StatusUnauthorized, "UNAUTHORIZED")
 	c.want(c.do("GET", "/v2/", nil, "Authorization", "Bearer forged.token.here"), http.StatusUnauthorized, "UNAUTHORIZED")
-	c.want(c.do("POST", "/token", nil), http.StatusMethodNotAllowed, "UNSUPPORTED")
+	c.want(c.do("PUT", "/token", nil), http.StatusMethodNotAllowed, "UNSUPPORTED")
 
 	closed := newClient(t, inmemory.New(), Options{Access: Access{Auth: &fakeAuth{}, Tokens: tk}})
 	w = closed.do("GET", "/token?scope=repository:team/app:pull", nil)
@@ -177,6 +177,66 @@ func TestTokenFlow(t *testing.T) {
 	}
 	plain := newClient(t, inmemory.New(), Options{})
 	plain.want(plain.do("GET", "/token", nil), http.StatusNotFound, "NOT_FOUND")
+}
+
+// TestTokenPOST is the OAuth2 form of the token endpoint, which
+// containerd tries first when it holds a password.
+func TestTokenPOST(t *testing.T) {
+	tk := &Tokens{Key: []byte("0123456789abcdef0123456789abcdef"), TTL: time.Minute}
+	form := "application/x-www-form-urlencoded"
+	for _, tc := range []struct {
+		name, body  string
+		status      int
+		oauthErr    string
+		wantScope   string
+		pushAllowed bool
+	}{
+		{"password grant", "grant_type=password&username=alice&password=right&service=imgtool&client_id=containerd-client&scope=repository%3Ateam%2Fapp%3Apull%2Cpush",
+			http.StatusOK, "", "repository:team/app:pull,push", true},
+		{"two scopes in one field", "grant_type=password&username=alice&password=right&scope=repository%3Ateam%2Fapp%3Apull+repository%3Ateam%2Flib%3Apull",
+			http.StatusOK, "", "repository:team/app:pull repository:team/lib:pull", false},
+		{"wrong password", "grant_type=password&username=alice&password=wrong&scope=repository%3Ateam%2Fapp%3Apull", http.StatusUnauthorized, "", "", false},
+		{"no password", "grant_type=password&username=alice", http.StatusUnauthorized, "", "", false},
+		{"refresh token", "grant_type=refresh_token&refresh_token=abc", http.StatusBadRequest, "unsupported_grant_type", "", false},
+		{"no grant type", "username=alice&password=right", http.StatusBadRequest, "unsupported_grant_type", "", false},
+		{"bad form", "grant_type=%zz", http.StatusBadRequest, "invalid_request", "", false},
+		{"oversized form", "grant_type=password&x=" + strings.Repeat("a", maxTokenForm), http.StatusBadRequest, "invalid_request", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClient(t, inmemory.New(), Options{Access: Access{Auth: &fakeAuth{}, Tokens: tk}})
+			w := c.do("POST", "/token", []byte(tc.body), "Content-Type", form)
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
+			}
+			var body struct {
+				AccessToken string `json:"access_token"`
+				Scope       string `json:"scope"`
+				ExpiresIn   int    `json:"expires_in"`
+				Error       string `json:"error"`
+			}
+			if tc.status != http.StatusUnauthorized {
+				if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+					t.Fatalf("body %s: %v", w.Body, err)
+				}
+			}
+			if body.Error != tc.oauthErr {
+				t.Errorf("error %q, want %q", body.Error, tc.oauthErr)
+			}
+			if tc.status != http.StatusOK {
+				if body.AccessToken != "" {
+					t.Errorf("a failed request got a token")
+				}
+				return
+			}
+			if body.Scope != tc.wantScope || body.ExpiresIn != 60 {
+				t.Errorf("scope %q expires_in %d, want %q 60", body.Scope, body.ExpiresIn, tc.wantScope)
+			}
+			push := c.do("POST", "/v2/team/app/blobs/uploads/", nil, "Authorization", "Bearer "+body.AccessToken)
+			if (push.Code == http.StatusAccepted) != tc.pushAllowed {
+				t.Errorf("push with the token: %d, allowed %v", push.Code, tc.pushAllowed)
+			}
+		})
+	}
 }
 
 func TestLoadTokenKey(t *testing.T) {

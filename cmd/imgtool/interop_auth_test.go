@@ -82,6 +82,20 @@ func TestInteropTLSTokenAuth(t *testing.T) {
 		ctr(append([]string{"images", "pull", "--snapshotter", "native"}, append(creds, reg+"/team/app:1")...)...)
 		ctr("images", "tag", reg+"/team/app:1", reg+"/ctr/app:1")
 		ctr(append([]string{"images", "push"}, append(creds, reg+"/ctr/app:1")...)...)
+		// containerd logs in with the OAuth2 POST form of /token; each of
+		// those must succeed rather than send it back to GET.
+		posts := 0
+		for _, line := range strings.Split(srv.stderr(), "\n") {
+			if strings.Contains(line, "method=POST path=/token ") {
+				posts++
+				if !strings.Contains(line, "status=200") {
+					t.Errorf("containerd's token request: %s", line)
+				}
+			}
+		}
+		if posts == 0 {
+			t.Errorf("containerd never used POST /token")
+		}
 	})
 	// Every push landed, by the digest crane pushed (HEAD, with a login).
 	for _, repo := range []string{"crane/app", "oras/app", "ctr/app"} {

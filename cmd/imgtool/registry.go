@@ -37,9 +37,10 @@ func newRegistryServeCmd(o *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the OCI distribution API (v1.1) from a directory",
-		Long: `Serve the OCI distribution API (v1.1) from a directory: pushes and pulls
-by docker, podman, skopeo, crane, containerd, oras and cosign; referrers;
-sha256 and sha512; chunked, resumable uploads; deletes.
+		Long: `Serve the OCI distribution API (v1.1) from a directory or S3: pushes and
+pulls in OCI and Docker v2 formats (tested with podman, skopeo, crane,
+containerd, oras and cosign); referrers; sha256 and sha512; chunked,
+resumable uploads; deletes; HTTPS, htpasswd logins and bearer tokens.
 
 Data lives under <root>/registry (--root or IMGTOOL_ROOT). The address
 actually bound is printed on stdout (useful with port 0).
