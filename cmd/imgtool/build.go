@@ -39,7 +39,6 @@ type buildOptions struct {
 	ssh          []string
 	quiet        bool
 	pull         bool
-	secretSpecs  []secretSpec
 	cache        cacheOptions
 }
 
@@ -114,7 +113,17 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 	if opts.quiet || o.progress == "quiet" {
 		progress = io.Discard
 	}
-	gitDir, cleanupGit, err := gitContext(cmd.Context(), contextDir, filepath.Join(o.root, "tmp"), progress)
+	// Secrets first: a git context may need GIT_AUTH_TOKEN.
+	specs, err := parseSecrets(opts.secrets)
+	if err != nil {
+		return err
+	}
+	secrets, cleanup, err := secretFiles(specs, filepath.Join(o.root, "tmp"))
+	defer cleanup()
+	if err != nil {
+		return err
+	}
+	gitDir, cleanupGit, err := gitContext(cmd.Context(), contextDir, filepath.Join(o.root, "tmp"), secrets, progress)
 	defer cleanupGit()
 	if err != nil {
 		return err
@@ -139,11 +148,6 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 		return err
 	}
 	defer s.Close()
-	secrets, cleanup, err := secretFiles(opts.secretSpecs, filepath.Join(o.root, "tmp"))
-	defer cleanup()
-	if err != nil {
-		return err
-	}
 	req.Secrets = secrets
 	if err := opts.cache.apply(&req, o.env(s)); err != nil {
 		return err
@@ -243,9 +247,6 @@ func (opts *buildOptions) request(contextDir string) (build.Request, error) {
 		return req, err
 	}
 	if req.Annotations, err = keyValues("--annotation", opts.annotations, false); err != nil {
-		return req, err
-	}
-	if opts.secretSpecs, err = parseSecrets(opts.secrets); err != nil {
 		return req, err
 	}
 	if req.SSH, err = sshAgents(opts.ssh); err != nil {
