@@ -166,7 +166,7 @@ func TestAddGitAuth(t *testing.T) {
 	}
 
 	// Plain http: the token is not sent, and the build says so.
-	res, out, err = testBuild(t, s, t.TempDir(), "FROM base:1\nADD "+plain.URL+"/repo.git#v1 /src\n", with(map[string]string{"GIT_AUTH_TOKEN": "token"}))
+	_, out, err = testBuild(t, s, t.TempDir(), "FROM base:1\nADD "+plain.URL+"/repo.git#v1 /src\n", with(map[string]string{"GIT_AUTH_TOKEN": "token"}))
 	if err != nil {
 		t.Fatalf("ADD over plain http: %v\n%s", err, out)
 	}
