@@ -16,6 +16,10 @@ import (
 // of a hostile server may be endless); errors keep the end of stderr.
 const maxGitOutput = 1 << 20
 
+// git runs a git command for g: in the caller's environment, and so with
+// the user's configuration and credential helpers as for docker build,
+// unless g.env (ADD's isolation) replaces them; with g's Authorization
+// header, if any, as configuration that only git's environment holds.
 func (g GitSource) git(ctx context.Context, dir string, args ...string) ([]byte, error) {
 	env := append(append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C"), g.env...)
 	env = withGitConfig(env, g.auth.config())
