@@ -165,6 +165,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (Result, error) {
 		bases:      map[string]*lazy[*baseImage]{},
 		usedArgs:   map[string]bool{},
 		gitCommits: map[string]gitCommit{},
+		gitAuths:   map[string]*gitAuth{},
 		bg:         make(chan struct{}, 1),
 	}
 	defer r.closeGit()
@@ -222,6 +223,7 @@ type buildRun struct {
 	bases      map[string]*lazy[*baseImage] // images FROM or COPY --from names, resolved (or pulled) once
 	usedArgs   map[string]bool              // --build-args some ARG consumed
 	gitCommits map[string]gitCommit         // what git sources' refs name (gitadd.go)
+	gitAuths   map[string]*gitAuth          // the header each git remote gets (gitauth.go)
 	// gitOnce makes the environment ADD runs git in (gitadd.go).
 	gitOnce  sync.Once
 	gitEnv   []string

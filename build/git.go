@@ -32,8 +32,10 @@ type GitSource struct {
 	Submodules  bool
 	CommitMTime bool
 	// env is added to git's environment (gitadd.go keeps a Dockerfile's
-	// sources away from the user's git and ssh credentials).
-	env []string
+	// sources away from the user's git and ssh credentials); auth is the
+	// Authorization header build secrets give it (gitauth.go).
+	env  []string
+	auth *gitAuth
 }
 
 // ParseGitSource reads a git URL with dfgitutil, the parser docker's

@@ -17,7 +17,8 @@ import (
 // configuration and credential helpers, ssh keys or ssh agent (HOME is
 // an empty directory of the build's), with the agent --ssh default
 // gives for ssh URLs, and accepting hosts it does not know, as BuildKit
-// does without known hosts.
+// does without known hosts. Private https repositories take the
+// GIT_AUTH_TOKEN secret, as in BuildKit (gitauth.go).
 
 // addGitSource reports whether an ADD source is a git repository, by
 // docker's rule (a bare github.com/... is a local path to ADD).
@@ -41,11 +42,30 @@ func (a *addOp) withFlags(g GitSource, src string) (GitSource, error) {
 	return g, nil
 }
 
-// isolate gives g the environment described above.
+// isolate gives g the environment described above, and the
+// Authorization header the build's GIT_AUTH_TOKEN or GIT_AUTH_HEADER
+// secret gives its host (gitauth.go).
 func (r *buildRun) isolate(ctx context.Context, g GitSource) (GitSource, error) {
 	r.gitOnce.Do(func() { r.gitEnv, r.gitErr = r.gitEnvironment(ctx) })
+	if r.gitErr != nil {
+		return g, r.gitErr
+	}
 	g.env = r.gitEnv
-	return g, r.gitErr
+	r.mu.Lock()
+	auth, ok := r.gitAuths[g.Remote]
+	r.mu.Unlock()
+	if ok {
+		g.auth = auth
+		return g, nil
+	}
+	g, err := g.WithSecrets(r.req.Secrets, func(msg string) { r.progress.printf("[Warning] %s\n", msg) })
+	if err != nil {
+		return g, err
+	}
+	r.mu.Lock()
+	r.gitAuths[g.Remote] = g.auth
+	r.mu.Unlock()
+	return g, nil
 }
 
 func (r *buildRun) gitEnvironment(ctx context.Context) ([]string, error) {
@@ -66,6 +86,7 @@ func (r *buildRun) gitEnvironment(ctx context.Context) ([]string, error) {
 	}
 	return []string{
 		"HOME=" + home, "XDG_CONFIG_HOME=" + home, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=" + filepath.Join(home, "gitconfig"),
+		"GIT_CONFIG_PARAMETERS=", "GIT_CONFIG_COUNT=0", // git -c and git config --env of imgtool's caller
 		"GIT_ASKPASS=", "SSH_ASKPASS=", "SSH_AUTH_SOCK=" + sock,
 		"GIT_SSH_COMMAND=ssh -F none -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
 	}, nil

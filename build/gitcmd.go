@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -15,22 +16,35 @@ import (
 // of a hostile server may be endless); errors keep the end of stderr.
 const maxGitOutput = 1 << 20
 
+// git runs a git command for g: in the caller's environment, and so with
+// the user's configuration and credential helpers as for docker build,
+// unless g.env (ADD's isolation) replaces them; with g's Authorization
+// header, if any, as configuration that only git's environment holds.
 func (g GitSource) git(ctx context.Context, dir string, args ...string) ([]byte, error) {
-	return runGit(ctx, dir, g.env, args...)
+	env := append(append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C"), g.env...)
+	env = withGitConfig(env, g.auth.config())
+	var hide []string
+	if g.auth != nil {
+		hide = g.auth.hide
+	}
+	out, err := runGit(ctx, dir, env, hide, args...)
+	if err != nil {
+		return nil, g.auth.explain(g.Remote, err)
+	}
+	return out, nil
 }
 
-// runGit runs git in dir, with env added to the environment, with no terminal to prompt on (GIT_TERMINAL_PROMPT=0,
-// and a session of its own so that ssh cannot open /dev/tty either), and
-// never the ext:: transport, whatever the user's git config says. The
-// user's config and credential helpers apply otherwise, as for docker
-// build.
-func runGit(ctx context.Context, dir string, env []string, args ...string) ([]byte, error) {
+// runGit runs git in dir with env as its environment, with no terminal
+// to prompt on (a session of its own, so that ssh cannot open /dev/tty
+// either), and never the ext:: transport, whatever the configuration
+// says. Its messages show none of hide, nor the passwords of URLs.
+func runGit(ctx context.Context, dir string, env, hide []string, args ...string) ([]byte, error) {
 	if _, err := exec.LookPath("git"); err != nil {
 		return nil, errors.New("git sources need the git command: install it (Debian: apt-get install git)")
 	}
 	cmd := exec.CommandContext(ctx, "git", append([]string{"-c", "protocol.ext.allow=never"}, args...)...)
 	cmd.Dir = dir
-	cmd.Env = append(append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C"), env...)
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	stdout := &boundedBuffer{max: maxGitOutput}
 	stderr := &boundedBuffer{max: 4 << 10, tail: true}
@@ -44,7 +58,7 @@ func runGit(ctx context.Context, dir string, env []string, args ...string) ([]by
 		if msg == "" {
 			return nil, fmt.Errorf("git %s: %w", gitVerb(args), err)
 		}
-		return nil, fmt.Errorf("git %s: %s", gitVerb(args), redactAll(msg))
+		return nil, fmt.Errorf("git %s: %s", gitVerb(args), redactAll(msg, hide...))
 	}
 	return stdout.Bytes(), nil
 }
@@ -60,8 +74,16 @@ func gitVerb(args []string) string {
 	return args[0]
 }
 
-// redactAll hides passwords of URLs in git's messages.
-func redactAll(msg string) string {
+// redactAll hides passwords of URLs in git's messages, and secrets.
+func redactAll(msg string, secrets ...string) string {
+	// The longest first: a token is part of the header that holds it.
+	secrets = slices.Clone(secrets)
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, s := range secrets {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "xxxxx")
+		}
+	}
 	words := strings.Fields(msg)
 	for _, w := range words {
 		w = strings.Trim(w, `'".,:`)

@@ -39,7 +39,6 @@ type buildOptions struct {
 	ssh          []string
 	quiet        bool
 	pull         bool
-	secretSpecs  []secretSpec
 	cache        cacheOptions
 }
 
@@ -55,7 +54,8 @@ names another (-f - reads it from standard input); PATH/.dockerignore, or
 
 PATH may be a git repository instead, as in docker: https://host/repo.git#REF:SUBDIR,
 git@host:repo.git#REF, git://..., or file:///repo for a local one; -f is then a
-path inside it.
+path inside it. Private https repositories (the context, and ADD's) take the token
+of --secret id=GIT_AUTH_TOKEN (or GIT_AUTH_TOKEN.HOST), as with BuildKit.
 
 Stages the target (--target, default the last) does not need are not built. RUN
 runs in new user, mount and pid namespaces, without root. Layers are zstd-compressed by
@@ -77,6 +77,7 @@ type=local,dest=DIR (or just DIR) and type=tar,dest=FILE (or - for standard outp
   imgtool build -f build/Dockerfile --target runtime --build-arg VERSION=1.2 -t app:1 .
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) imgtool build -t reg.example/app:1 --push .
   imgtool build -t app:1 https://github.com/example/app.git#v1.2:docker
+  imgtool build --secret id=GIT_AUTH_TOKEN,env=GITHUB_TOKEN -t app:1 https://github.com/example/private.git
   imgtool build -o type=oci-archive,dest=app.tar --iidfile app.id .
   imgtool build --ssh default -t app:1 .      # RUN --mount=type=ssh gets the agent at $SSH_AUTH_SOCK
   imgtool build --cache-to type=registry,ref=reg.example/app:cache,mode=max --cache-from reg.example/app:cache -t app:1 .`,
@@ -101,7 +102,7 @@ type=local,dest=DIR (or just DIR) and type=tar,dest=FILE (or - for standard outp
 	f.BoolVar(&opts.push, "push", false, "push the image to the registry of every -t")
 	f.BoolVar(&opts.noCache, "no-cache", false, "run every step instead of taking it from the build cache (the results are still cached)")
 	opts.cache.register(f)
-	f.StringArrayVar(&opts.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)")
+	f.StringArrayVar(&opts.secrets, "secret", nil, "secret for RUN --mount=type=secret, or GIT_AUTH_TOKEN[.HOST] / GIT_AUTH_HEADER[.HOST] for private https git repositories: id=ID,src=FILE or id=ID,env=VAR (repeatable)")
 	f.StringArrayVar(&opts.ssh, "ssh", nil, "ssh agent for RUN --mount=type=ssh: default (the agent at $SSH_AUTH_SOCK), ID=SOCKET or ID=KEYFILE[,KEYFILE...] (repeatable)")
 	f.BoolVar(&opts.pull, "pull", false, "pull base images again even when the store has them")
 	f.BoolVarP(&opts.quiet, "quiet", "q", false, "print only the image digest (same as --progress quiet)")
@@ -114,7 +115,17 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 	if opts.quiet || o.progress == "quiet" {
 		progress = io.Discard
 	}
-	gitDir, cleanupGit, err := gitContext(cmd.Context(), contextDir, filepath.Join(o.root, "tmp"), progress)
+	// Secrets first: a git context may need GIT_AUTH_TOKEN.
+	specs, err := parseSecrets(opts.secrets)
+	if err != nil {
+		return err
+	}
+	secrets, cleanup, err := secretFiles(specs, filepath.Join(o.root, "tmp"))
+	defer cleanup()
+	if err != nil {
+		return err
+	}
+	gitDir, cleanupGit, err := gitContext(cmd.Context(), contextDir, filepath.Join(o.root, "tmp"), secrets, progress)
 	defer cleanupGit()
 	if err != nil {
 		return err
@@ -139,11 +150,6 @@ func (o *globalOptions) build(cmd *cobra.Command, contextDir string, opts *build
 		return err
 	}
 	defer s.Close()
-	secrets, cleanup, err := secretFiles(opts.secretSpecs, filepath.Join(o.root, "tmp"))
-	defer cleanup()
-	if err != nil {
-		return err
-	}
 	req.Secrets = secrets
 	if err := opts.cache.apply(&req, o.env(s)); err != nil {
 		return err
@@ -243,9 +249,6 @@ func (opts *buildOptions) request(contextDir string) (build.Request, error) {
 		return req, err
 	}
 	if req.Annotations, err = keyValues("--annotation", opts.annotations, false); err != nil {
-		return req, err
-	}
-	if opts.secretSpecs, err = parseSecrets(opts.secrets); err != nil {
 		return req, err
 	}
 	if req.SSH, err = sshAgents(opts.ssh); err != nil {

@@ -17,8 +17,9 @@ import (
 // than a directory, as docker build does (URL#REF:SUBDIR, git@host:repo,
 // and file:///repo for a local one), into a directory under tmp that
 // cleanup removes (call it whatever the error). A directory PATH is
-// returned as it is.
-func gitContext(ctx context.Context, arg, tmp string, progress io.Writer) (string, func(), error) {
+// returned as it is. secrets (id → file) may hold the GIT_AUTH_TOKEN or
+// GIT_AUTH_HEADER an https repository needs, as for BuildKit.
+func gitContext(ctx context.Context, arg, tmp string, secrets map[string]string, progress io.Writer) (string, func(), error) {
 	cleanup := func() {}
 	if _, err := os.Stat(arg); err == nil {
 		return arg, cleanup, nil
@@ -29,6 +30,10 @@ func gitContext(ctx context.Context, arg, tmp string, progress io.Writer) (strin
 	}
 	if !ok {
 		return arg, cleanup, nil // the build says it is not there
+	}
+	warn := func(msg string) { fmt.Fprintf(progress, "#0 [Warning] %s\n", msg) }
+	if g, err = g.WithSecrets(secrets, warn); err != nil {
+		return "", cleanup, err
 	}
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return "", cleanup, err
