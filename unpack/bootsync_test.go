@@ -148,6 +148,10 @@ func TestCacheBootUnmarked(t *testing.T) {
 	if got := markers(t, dir); len(got) != 0 || b.openCount(top.Digest) != 3 {
 		t.Errorf("without a boot ID: markers %q, top opened %d times; want it rebuilt unmarked", got, b.openCount(top.Digest))
 	}
+	must(t, os.WriteFile(marker, nil, 0o644))
+	lose(t, filepath.Join(blind.Dir, "top"))
+	blind = rootfsOnce(t, openBoot(t, dir, noProc), b, base, top)
+	wantContent(t, blind.Dir, "top", "top")
 }
 
 // TestCacheBootIDFallback: what no boot ID can be makes the cache sync
