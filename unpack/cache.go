@@ -300,6 +300,11 @@ func (t tree) publish(stage string, chain digest.Digest) error {
 		if err := syncFS(stage); err != nil {
 			return err
 		}
+		// A marker a crash left without its chain would say this synced
+		// one is not.
+		if err := os.Remove(t.markerPath(chain)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("publish chain %s: %w", chain, err)
+		}
 	} else if err := t.markUnsynced(chain); err != nil {
 		return err
 	}
