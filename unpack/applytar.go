@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -119,14 +118,18 @@ func (c *Cache) publishStaged(ctx context.Context, stage string, parent *Lease, 
 		return done, nil
 	}
 	final := c.t.chainDir(chain)
-	if _, err := os.Lstat(final); errors.Is(err, os.ErrNotExist) {
-		if err := publish(stage, final); err != nil {
-			lk.close()
-			return nil, err
-		}
-		c.t.noteSibling(parent, chain)
-	} else {
+	present, err := c.t.keepOrDrop(chain)
+	if err == nil && !present {
+		err = c.t.publish(stage, chain)
+	}
+	if err != nil {
+		lk.close()
+		return nil, err
+	}
+	if present {
 		removeStaging(stage)
+	} else {
+		c.t.noteSibling(parent, chain)
 	}
 	if err := lk.lock(ctx, unix.LOCK_SH, true); err != nil {
 		lk.close()

@@ -26,6 +26,8 @@ import (
 //	  root/                entries made with chown (one tree per ownership mode:
 //	  rootless/            owners set, or recorded in the user.rootlesscontainers xattr)
 //	    chains/<hex>/      a chain's filesystem, published by rename; read-only by contract
+//	    unsynced/<hex>     "<boot ID>": chains/<hex> was published during that boot and not
+//	                       synced since; made before it, removed once synced (bootsync.go)
 //	    locks/<hex>        its flock: exclusive while built or pruned, shared while leased
 //	    staging/<hex>-…/   a chain being built, or removed by Prune
 //	    empty/             the filesystem of an image without layers
@@ -37,6 +39,7 @@ import (
 type Cache struct {
 	dir string
 	o   Options
+	d   *durability
 	t   tree
 }
 
@@ -70,7 +73,7 @@ const maxRootfsTries = 8
 
 // OpenCache opens (creating it) the cache under dir for o's ownership
 // mode, and removes what killed processes left being built.
-func OpenCache(ctx context.Context, dir string, o Options) (*Cache, error) {
+func OpenCache(ctx context.Context, dir string, o Options, opts ...CacheOption) (*Cache, error) {
 	if os.Geteuid() != 0 {
 		o.Rootless = true // as Apply does
 	}
@@ -80,9 +83,10 @@ func OpenCache(ctx context.Context, dir string, o Options) (*Cache, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open unpack cache %s: %w", dir, err)
 	}
-	c := &Cache{dir: dir, o: o, t: tree(filepath.Join(dir, modeDir(o.Rootless)))}
-	for _, sub := range []string{"chains", "locks", "staging", "empty", "siblings"} {
-		if err := os.MkdirAll(filepath.Join(string(c.t), sub), 0o755); err != nil {
+	c := &Cache{dir: dir, o: o, d: newDurability(opts)}
+	c.t = c.tree(o.Rootless)
+	for _, sub := range []string{"chains", "unsynced", "locks", "staging", "empty", "siblings"} {
+		if err := os.MkdirAll(filepath.Join(c.t.dir, sub), 0o755); err != nil {
 			return nil, fmt.Errorf("open unpack cache %s: %w", dir, err)
 		}
 	}
@@ -90,6 +94,11 @@ func OpenCache(ctx context.Context, dir string, o Options) (*Cache, error) {
 		return nil, fmt.Errorf("open unpack cache %s: %w", dir, err)
 	}
 	return c, nil
+}
+
+// tree is the part of the cache for one ownership mode.
+func (c *Cache) tree(rootless bool) tree {
+	return tree{dir: filepath.Join(c.dir, modeDir(rootless)), d: c.d}
 }
 
 func modeDir(rootless bool) string {
@@ -106,7 +115,7 @@ func modeDir(rootless bool) string {
 // gets an empty directory.
 func (c *Cache) Rootfs(ctx context.Context, b store.Blobs, layers []manifest.LayerDesc) (*Lease, error) {
 	if len(layers) == 0 {
-		return &Lease{Dir: filepath.Join(string(c.t), "empty")}, nil
+		return &Lease{Dir: filepath.Join(c.t.dir, "empty")}, nil
 	}
 	diffIDs := make([]digest.Digest, len(layers))
 	for i, l := range layers {
@@ -170,13 +179,11 @@ func (c *Cache) build(ctx context.Context, b store.Blobs, l manifest.LayerDesc, 
 	}
 	final := c.t.chainDir(chain)
 	var rep Report
-	if _, err := os.Lstat(final); errors.Is(err, os.ErrNotExist) {
+	present, err := c.t.keepOrDrop(chain)
+	if err == nil && !present {
 		rep, err = c.make(ctx, b, l, chain, parent)
-		if err != nil {
-			lk.close()
-			return nil, err
-		}
-	} else if err != nil {
+	}
+	if err != nil {
 		lk.close()
 		return nil, fmt.Errorf("unpack chain %s: %w", chain, err)
 	}
@@ -231,7 +238,7 @@ func (c *Cache) lockToBuild(ctx context.Context, chain digest.Digest) (lk *flock
 func (c *Cache) make(ctx context.Context, b store.Blobs, l manifest.LayerDesc, chain digest.Digest, parent *Lease) (Report, error) {
 	stage, err := c.t.stagingDir(chain)
 	if err != nil {
-		return Report{}, fmt.Errorf("unpack chain %s: %w", chain, err)
+		return Report{}, err
 	}
 	if parent == nil {
 		err = os.Mkdir(stage, 0o755)
@@ -240,7 +247,7 @@ func (c *Cache) make(ctx context.Context, b store.Blobs, l manifest.LayerDesc, c
 	}
 	if err != nil {
 		removeStaging(stage)
-		return Report{}, fmt.Errorf("unpack chain %s: %w", chain, err)
+		return Report{}, err
 	}
 	var sibling string
 	if sib := c.t.sibling(ctx, parent, chain.Encoded()); sib != nil {
@@ -249,50 +256,82 @@ func (c *Cache) make(ctx context.Context, b store.Blobs, l manifest.LayerDesc, c
 	}
 	rep, err := applyBlob(ctx, b, stage, l, c.o, sibling)
 	if err == nil {
-		err = publish(stage, c.t.chainDir(chain))
+		err = c.t.publish(stage, chain)
 	}
 	if err != nil {
 		removeStaging(stage)
-		return rep, fmt.Errorf("unpack chain %s: %w", chain, err)
+		return rep, err
 	}
 	c.t.noteSibling(parent, chain)
 	return rep, nil
 }
 
-// publish makes the staged tree durable, then visible under final: after
-// a crash a chain is whole or absent.
+// publish makes the staged tree chain's entry: visible under its final
+// name, and after a crash whole or absent.
 //
-// The syncfs is most of a first Rootfs (the 128 MB / 6,700-file bench
-// image: the unpack 0.4-1 s, the sync as long as the disk takes to write
-// the tree, and on a shared file system other processes' dirty data too),
-// and it stays. Without it a crash can leave a published chain whose
-// files have their names, modes and sizes but not their data (ext4
-// allocates blocks only at writeback), and nothing would notice: a chain
-// is never checked again, and every image sharing it reuses it. That is
-// what containerd and podman do by default, no sync of unpacked layers,
-// and what their users hit: zero-byte binaries after a power loss that
-// survive deleting and re-pulling the image (containerd/containerd#5854,
-// #8895, moby/moby#49784); both added one syncfs per layer as an option
-// since (containerd 2.0's diff sync_fs, containerd/containerd#10284;
-// containers/storage's sync = "filesystem"). Exact durability, an fsync of
-// each file and directory, would flush only this tree but cost a journal
-// commit per file, far more than one syncfs. Starting each file's
-// writeback while unpacking (sync_file_range) made no measurable
-// difference here.
-func publish(stage, final string) error {
-	fd, err := unix.Open(stage, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
+// It does not wait for the tree's data to reach the disk. Without a sync
+// a crash can leave a published chain whose files have their names, modes
+// and sizes but not their data (ext4 allocates blocks only at writeback),
+// and nothing would notice: a chain is never checked again, and every
+// image sharing it reuses it. That is what containerd and podman do by
+// default, no sync of unpacked layers, and what their users hit:
+// zero-byte binaries after a power loss that survive deleting and
+// re-pulling the image (containerd/containerd#5854, #8895,
+// moby/moby#49784); both added one syncfs per layer as an option since
+// (containerd 2.0's diff sync_fs, containerd/containerd#10284;
+// containers/storage's sync = "filesystem"). imgtool synced each chain
+// so until that was most of a first Rootfs: on the 128 MB / 6,700-file
+// bench image, 2.7-2.9 s with the sync against 0.3 s without, and on a
+// shared file system the sync writes other processes' dirty data too.
+// Exact durability, an fsync of each file and directory, would flush
+// only this tree but cost a journal commit per file, far more than one
+// syncfs.
+//
+// So the chain is marked instead with the boot it was written in
+// (bootsync.go), and the marker is durable before the rename is: only a
+// crash of the kernel loses unwritten data, and it changes the boot ID, so
+// every chain that may have lost data is one marked by another boot,
+// which the cache then treats as absent. Until the next boot the page
+// cache serves the whole tree. A use 30 s later, once writeback has
+// written the tree, syncs it and removes the marker, so that chains in use
+// survive reboots. Without a boot ID (no /proc) the tree is synced before
+// the rename, as it always was.
+func (t tree) publish(stage string, chain digest.Digest) error {
+	if t.d.boot == "" {
+		if err := syncFS(stage); err != nil {
+			return err
+		}
+		// A marker a crash left without its chain would say this synced
+		// one is not.
+		if err := os.Remove(t.markerPath(chain)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("publish chain %s: %w", chain, err)
+		}
+	} else if err := t.markUnsynced(chain); err != nil {
 		return err
 	}
-	err = unix.Syncfs(fd)
-	unix.Close(fd)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", stage, err)
+	if err := os.Rename(stage, t.chainDir(chain)); err != nil {
+		return fmt.Errorf("publish chain %s: %w", chain, err)
 	}
-	if err := os.Rename(stage, final); err != nil {
-		return err
+	if t.d.boot != "" {
+		return nil // the marker covers a rename lost in a crash too
 	}
-	return syncDir(filepath.Dir(final))
+	return syncDir(filepath.Join(t.dir, "chains"))
+}
+
+// keepOrDrop says whether chain, whose lock the caller holds
+// exclusively, is in the cache and may be used; one that may not is
+// removed first.
+func (t tree) keepOrDrop(chain digest.Digest) (bool, error) {
+	if _, err := os.Lstat(t.chainDir(chain)); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	ok, err := t.trusted(chain)
+	if err != nil || ok {
+		return ok, err
+	}
+	return false, t.discard(chain)
 }
 
 func syncDir(dir string) error {
@@ -305,14 +344,17 @@ func syncDir(dir string) error {
 }
 
 // tree is one ownership mode's part of the cache.
-type tree string
+type tree struct {
+	dir string
+	d   *durability // shared by the Cache's trees
+}
 
 func (t tree) chainDir(d digest.Digest) string {
-	return filepath.Join(string(t), "chains", d.Encoded())
+	return filepath.Join(t.dir, "chains", d.Encoded())
 }
 
 func (t tree) lockPath(d digest.Digest) string {
-	return filepath.Join(string(t), "locks", d.Encoded())
+	return filepath.Join(t.dir, "locks", d.Encoded())
 }
 
 // stagingDir names a fresh staging directory for chain; its name starts
@@ -322,23 +364,29 @@ func (t tree) stagingDir(chain digest.Digest) (string, error) {
 	if _, err := rand.Read(r[:]); err != nil {
 		return "", err
 	}
-	return filepath.Join(string(t), "staging", chain.Encoded()+"-"+hex.EncodeToString(r[:])), nil
+	return filepath.Join(t.dir, "staging", chain.Encoded()+"-"+hex.EncodeToString(r[:])), nil
 }
 
-// lease leases chain if it is in the cache (nil if not), waiting while
-// another process builds it.
+// lease leases chain if it is in the cache and may be used (nil if not),
+// waiting while another process builds it.
 func (t tree) lease(ctx context.Context, chain digest.Digest) (*Lease, error) {
 	lk, err := lockFile(ctx, t.lockPath(chain), unix.LOCK_SH, true)
 	if err != nil {
 		return nil, fmt.Errorf("unpack chain %s: %w", chain, err)
 	}
 	dir := t.chainDir(chain)
-	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+	ok := false
+	if _, err = os.Lstat(dir); err == nil {
+		ok, err = t.trusted(chain) // one that is not is removed by whoever builds it
+	} else if errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	if err != nil || !ok {
 		lk.close()
+		if err != nil {
+			return nil, fmt.Errorf("unpack chain %s: %w", chain, err)
+		}
 		return nil, nil
-	} else if err != nil {
-		lk.close()
-		return nil, fmt.Errorf("unpack chain %s: %w", chain, err)
 	}
 	return &Lease{Dir: dir, ChainID: chain, lock: lk}, nil
 }

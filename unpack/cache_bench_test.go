@@ -18,7 +18,8 @@ import (
 // of $UNPACK_BENCH_TREE (bench/unpack.sh makes a debian-sized tree) or of
 // a small tree made here:
 //
-//	first           Rootfs into an empty cache: unpack, syncfs, publish
+//	first           Rootfs into an empty cache: unpack, mark with the boot ID, publish
+//	first-synced    the same where the boot ID is unknown: unpack, syncfs, publish
 //	hit             Rootfs of a cached image: what imgtool run mounts
 //	clone-hardlink  Clone of the cached tree with hard links
 //	clone-copy      Clone with file data copied (a writable rootfs without overlay)
@@ -28,18 +29,25 @@ func BenchmarkRootfs(b *testing.B) {
 	l := benchLayer(b, blobs)
 	work := b.TempDir()
 	fresh := func(name string, i int) string { return filepath.Join(work, fmt.Sprintf("%s-%d", name, i)) }
-	b.Run("first", func(b *testing.B) {
-		for i := range b.N {
-			c, err := unpack.OpenCache(ctx, fresh("cache", i), unpack.Options{})
-			must(b, err)
-			lease, err := c.Rootfs(ctx, blobs, []manifest.LayerDesc{l})
-			must(b, err)
-			lease.Release()
-			b.StopTimer()
-			must(b, os.RemoveAll(fresh("cache", i)))
-			b.StartTimer()
-		}
-	})
+	noBoot := unpack.WithBootID(func() (string, error) { return "", os.ErrNotExist })
+	for _, bc := range []struct {
+		name string
+		opts []unpack.CacheOption
+	}{{"first", nil}, {"first-synced", []unpack.CacheOption{noBoot}}} {
+		name, opts := bc.name, bc.opts
+		b.Run(name, func(b *testing.B) {
+			for i := range b.N {
+				c, err := unpack.OpenCache(ctx, fresh(name, i), unpack.Options{}, opts...)
+				must(b, err)
+				lease, err := c.Rootfs(ctx, blobs, []manifest.LayerDesc{l})
+				must(b, err)
+				lease.Release()
+				b.StopTimer()
+				must(b, os.RemoveAll(fresh(name, i)))
+				b.StartTimer()
+			}
+		})
+	}
 	c, err := unpack.OpenCache(ctx, filepath.Join(work, "cache"), unpack.Options{})
 	must(b, err)
 	lease, err := c.Rootfs(ctx, blobs, []manifest.LayerDesc{l})

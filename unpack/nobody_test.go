@@ -41,7 +41,7 @@ func TestAsNobody(t *testing.T) {
 		}
 		t.Errorf("the suite as uid %d failed (%v):\n%s", id, err, strings.Join(failed, "\n"))
 	}
-	for _, name := range []string{"TestHostile/", "TestHostileWalk/", "TestCacheParentUnchanged", "TestCacheKilledBuild", "TestClone", "TestWriteFails", "TestWarningsInTarOrder", "TestBlobVerifiedOnce"} {
+	for _, name := range []string{"TestHostile/", "TestHostileWalk/", "TestCacheParentUnchanged", "TestCacheKilledBuild", "TestCacheBootRebuild", "TestCacheBootPrune", "TestCacheBootRaceProcesses", "TestClone", "TestWriteFails", "TestWarningsInTarOrder", "TestBlobVerifiedOnce"} {
 		if !strings.Contains(out, "--- PASS: "+name) && !strings.Contains(out, "--- FAIL: "+name) {
 			t.Errorf("the suite as uid %d did not run %s:\n%s", id, name, out)
 		}

@@ -14,22 +14,30 @@ import (
 )
 
 // Prune removes, in every ownership mode's tree, the chains keep does not
-// want and that no lease holds, and what killed processes left being
-// built. It returns the bytes freed: those of files no other chain shares
-// a hard link with. It never waits: a chain in use is left for next time.
+// want and that no lease holds, those written during another boot and
+// never synced (they would be built again before any use), and what
+// killed processes left being built; then it syncs the chains written
+// during this boot, so that they survive a reboot. It returns the bytes
+// freed: those of files no other chain shares a hard link with. It never
+// waits: a chain in use is left for next time.
 func (c *Cache) Prune(ctx context.Context, keep func(chainID digest.Digest) bool) (int64, error) {
 	var freed int64
 	var errs []error
+	var trees []tree
 	for _, rootless := range []bool{false, true} {
-		t := tree(filepath.Join(c.dir, modeDir(rootless)))
-		if _, err := os.Stat(string(t)); errors.Is(err, os.ErrNotExist) {
+		t := c.tree(rootless)
+		if _, err := os.Stat(t.dir); errors.Is(err, os.ErrNotExist) {
 			continue
 		}
+		trees = append(trees, t)
 		n, err := t.prune(ctx, keep)
 		freed += n
 		if err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := c.promoteAll(ctx, trees); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return freed, fmt.Errorf("prune unpack cache %s: %w", c.dir, err)
@@ -38,7 +46,7 @@ func (c *Cache) Prune(ctx context.Context, keep func(chainID digest.Digest) bool
 }
 
 func (t tree) prune(ctx context.Context, keep func(digest.Digest) bool) (int64, error) {
-	entries, err := os.ReadDir(filepath.Join(string(t), "chains"))
+	entries, err := os.ReadDir(filepath.Join(t.dir, "chains"))
 	if err != nil {
 		return 0, err
 	}
@@ -48,10 +56,11 @@ func (t tree) prune(ctx context.Context, keep func(digest.Digest) bool) (int64, 
 			return freed, err
 		}
 		chain := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
-		if chain.Validate() == nil && keep(chain) {
+		kept := chain.Validate() == nil && keep(chain)
+		if kept && !t.staleMark(chain) {
 			continue
 		}
-		n, err := t.remove(ctx, chain, e.Name())
+		n, err := t.remove(ctx, chain, e.Name(), kept)
 		freed += n
 		if err != nil {
 			return freed, err
@@ -61,14 +70,18 @@ func (t tree) prune(ctx context.Context, keep func(digest.Digest) bool) (int64, 
 		return freed, err
 	}
 	t.cleanSiblings()
+	if err := t.cleanMarkers(ctx); err != nil {
+		return freed, err
+	}
 	return freed, t.cleanLocks(ctx)
 }
 
 // remove removes chain (named name under chains/) unless it is leased or
-// being built. It is moved into staging first, so that a Prune killed
-// midway leaves it where the next one finishes the job.
-func (t tree) remove(ctx context.Context, chain digest.Digest, name string) (int64, error) {
-	lockPath := filepath.Join(string(t), "locks", name)
+// being built, or, with staleOnly, unless it is marked by another boot.
+// It is moved into staging first, so that a Prune killed midway leaves it
+// where the next one finishes the job.
+func (t tree) remove(ctx context.Context, chain digest.Digest, name string, staleOnly bool) (int64, error) {
+	lockPath := filepath.Join(t.dir, "locks", name)
 	lk, err := lockFile(ctx, lockPath, unix.LOCK_EX, false)
 	if errors.Is(err, errBusy) {
 		return 0, nil
@@ -77,23 +90,40 @@ func (t tree) remove(ctx context.Context, chain digest.Digest, name string) (int
 		return 0, err
 	}
 	defer lk.close()
-	dir := filepath.Join(string(t), "chains", name)
+	dir := filepath.Join(t.dir, "chains", name)
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
 		return 0, nil // another Prune was first
 	}
+	if staleOnly && !t.staleMark(chain) {
+		return 0, nil // built again meanwhile
+	}
 	size := exclusiveSize(dir)
-	trash, err := t.stagingDir(chain)
-	if err != nil {
+	if err := t.discard(chain); err != nil {
 		return 0, err
 	}
-	if err := os.Rename(dir, trash); err != nil {
-		return 0, fmt.Errorf("remove chain %s: %w", name, err)
-	}
-	removeStaging(trash)
 	// Unlinked while held: a process that opened it before sees another
 	// file at the path once it gets the lock, and takes that one.
 	os.Remove(lockPath)
 	return size, nil
+}
+
+// discard removes chain's entry and then its marker (a chain never goes
+// without its marker; a marker left alone by a crash is cleaned by
+// cleanMarkers, or replaced when the chain is published again). The
+// caller holds the chain's lock exclusively.
+func (t tree) discard(chain digest.Digest) error {
+	trash, err := t.stagingDir(chain)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(t.chainDir(chain), trash); err != nil {
+		return fmt.Errorf("remove chain %s: %w", chain.Encoded(), err)
+	}
+	removeStaging(trash)
+	if err := os.Remove(t.markerPath(chain)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove chain %s: %w", chain.Encoded(), err)
+	}
+	return nil
 }
 
 // exclusiveSize is the disk space of dir that removing it frees: files
@@ -136,7 +166,7 @@ func exclusiveSize(dir string) int64 {
 // that no live process holds the chain's lock for (a killed process's
 // flock goes with it).
 func (t tree) cleanStaging(ctx context.Context) error {
-	entries, err := os.ReadDir(filepath.Join(string(t), "staging"))
+	entries, err := os.ReadDir(filepath.Join(t.dir, "staging"))
 	if err != nil {
 		return err
 	}
@@ -153,7 +183,7 @@ func (t tree) cleanStaging(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		removeStaging(filepath.Join(string(t), "staging", e.Name()))
+		removeStaging(filepath.Join(t.dir, "staging", e.Name()))
 		lk.close()
 	}
 	return nil
@@ -162,15 +192,15 @@ func (t tree) cleanStaging(ctx context.Context) error {
 // cleanLocks removes the lock files of chains that are not in the cache
 // (leases of missing chains create them).
 func (t tree) cleanLocks(ctx context.Context) error {
-	entries, err := os.ReadDir(filepath.Join(string(t), "locks"))
+	entries, err := os.ReadDir(filepath.Join(t.dir, "locks"))
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		if _, err := os.Lstat(filepath.Join(string(t), "chains", e.Name())); err == nil {
+		if _, err := os.Lstat(filepath.Join(t.dir, "chains", e.Name())); err == nil {
 			continue
 		}
-		p := filepath.Join(string(t), "locks", e.Name())
+		p := filepath.Join(t.dir, "locks", e.Name())
 		lk, err := lockFile(ctx, p, unix.LOCK_EX, false)
 		if errors.Is(err, errBusy) {
 			continue
@@ -178,7 +208,7 @@ func (t tree) cleanLocks(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := os.Lstat(filepath.Join(string(t), "chains", e.Name())); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Lstat(filepath.Join(t.dir, "chains", e.Name())); errors.Is(err, os.ErrNotExist) {
 			os.Remove(p)
 		}
 		lk.close()

@@ -37,7 +37,7 @@ func (t tree) siblingsDir(parent *Lease) string {
 	if parent != nil {
 		name = parent.ChainID.Encoded()
 	}
-	return filepath.Join(string(t), "siblings", name)
+	return filepath.Join(t.dir, "siblings", name)
 }
 
 // sibling leases the most recently built chain over parent other than
@@ -92,7 +92,7 @@ func (t tree) noteSibling(parent *Lease, chain digest.Digest) {
 
 // cleanSiblings removes the notes of chains no longer in the cache.
 func (t tree) cleanSiblings() {
-	root := filepath.Join(string(t), "siblings")
+	root := filepath.Join(t.dir, "siblings")
 	parents, err := os.ReadDir(root)
 	if err != nil {
 		return
@@ -102,13 +102,13 @@ func (t tree) cleanSiblings() {
 		kids, _ := os.ReadDir(dir)
 		left := len(kids)
 		for _, k := range kids {
-			if _, err := os.Lstat(filepath.Join(string(t), "chains", k.Name())); errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Lstat(filepath.Join(t.dir, "chains", k.Name())); errors.Is(err, os.ErrNotExist) {
 				if os.Remove(filepath.Join(dir, k.Name())) == nil {
 					left--
 				}
 			}
 		}
-		_, err := os.Lstat(filepath.Join(string(t), "chains", p.Name()))
+		_, err := os.Lstat(filepath.Join(t.dir, "chains", p.Name()))
 		if left == 0 && (p.Name() == "base" || errors.Is(err, os.ErrNotExist)) {
 			os.Remove(dir)
 		}
