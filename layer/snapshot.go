@@ -24,11 +24,33 @@ type meta struct {
 	dev, ino   uint64
 	rdev       uint64
 	xattrsHash string
+	// born is a directory's birth time where the file system keeps one
+	// (zero elsewhere): `rm -r d && mkdir d` often gets d's freed inode
+	// number back, and only the birth time then tells the new directory
+	// from the old one. Without it the diff would whiteout the old
+	// children one by one instead of making d opaque, as overlayfs does,
+	// and the same RUN would give a different layer depending on inode
+	// reuse.
+	born unix.StatxTimestamp
 }
 
-func metaOf(st *unix.Stat_t, xattrs string) meta {
+func metaOf(st *unix.Stat_t, xattrs string, born unix.StatxTimestamp) meta {
 	return meta{mode: st.Mode, uid: st.Uid, gid: st.Gid, size: st.Size, mtime: st.Mtim, ctime: st.Ctim,
-		dev: uint64(st.Dev), ino: st.Ino, rdev: uint64(st.Rdev), xattrsHash: xattrs}
+		dev: uint64(st.Dev), ino: st.Ino, rdev: uint64(st.Rdev), xattrsHash: xattrs, born: born}
+}
+
+// birthTime is p's birth time for a directory, when the file system
+// records one; zero otherwise.
+func birthTime(p string, st *unix.Stat_t) unix.StatxTimestamp {
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return unix.StatxTimestamp{}
+	}
+	var sx unix.Statx_t
+	err := unix.Statx(unix.AT_FDCWD, p, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_DONT_SYNC, unix.STATX_BTIME, &sx)
+	if err != nil || sx.Mask&unix.STATX_BTIME == 0 {
+		return unix.StatxTimestamp{}
+	}
+	return sx.Btime
 }
 
 // Snapshot records the metadata of every path of a tree, so that Diff can
@@ -114,7 +136,7 @@ func walkSubtree(root, sub string, known func(string, unix.Timespec) (string, bo
 				return err
 			}
 		}
-		out = append(out, pathMeta{rel, metaOf(st, x)})
+		out = append(out, pathMeta{rel, metaOf(st, x, birthTime(p, st))})
 		return nil
 	}
 	if err := add(sub, rel, &st); err != nil {
@@ -206,7 +228,7 @@ func Diff(before *Snapshot, lower string) (Changes, error) {
 				replaced[rel] = true // the old dir's children go with it
 			}
 			out = append(out, Change{Path: rel, Kind: Add})
-		case now.mode&unix.S_IFMT == unix.S_IFDIR && (old.ino != now.ino || old.dev != now.dev):
+		case now.mode&unix.S_IFMT == unix.S_IFDIR && (old.ino != now.ino || old.dev != now.dev || old.born != now.born):
 			replaced[rel] = true
 			out = append(out, Change{Path: rel, Kind: Replace})
 		case old != now && !sameContent(before.root, lower, rel, old, now):

@@ -46,8 +46,9 @@ func TestDiff(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "mod", "file"), []byte("version two"), 0o644)
 	os.RemoveAll(filepath.Join(root, "gone"))
 	// Held open, the removed repl/ keeps its inode, so the new repl/
-	// cannot reuse it (ext4 may, and then Diff rightly reports the
-	// replacement as -repl/old instead of an opaque Rrepl).
+	// cannot reuse it: on a file system without birth times, a reused
+	// inode number would hide the replacement (see
+	// TestDiffRecreatedDirSameInode for where birth times tell).
 	oldRepl, err := os.Open(filepath.Join(root, "repl"))
 	if err != nil {
 		t.Fatal(err)
