@@ -70,15 +70,7 @@ func gitDaemon(t *testing.T, dir string, uid int) string {
 // unreachable server or a -f that leads out of the repository fail
 // clearly and change nothing.
 func TestBuildGit(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Fatal("needs root to build as root and as uid 65534: run the suite as root (CI does: sudo make test)")
-	}
-	for _, tc := range []struct {
-		name string
-		uid  int
-	}{{"root", 0}, {"uid 65534", nobody}} {
-		t.Run(tc.name, func(t *testing.T) { testBuildGit(t, tc.uid) })
-	}
+	asRootAndNobody(t, testBuildGit)
 }
 
 func testBuildGit(t *testing.T, uid int) {
@@ -167,4 +159,15 @@ func testBuildGit(t *testing.T, uid int) {
 	if h := exportFiles(t, c, "git:alt")["alt.txt"]; h == nil {
 		t.Error("-f alt.Dockerfile inside the git context was not used")
 	}
+}
+
+// asRootAndNobody runs test as root and as uid 65534 (the unprivileged
+// path CI must cover), each in a subtest; the suite runs as root.
+func asRootAndNobody(t *testing.T, test func(t *testing.T, uid int)) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Fatal("needs root to build as root and as uid 65534: run the suite as root (CI does: sudo make test)")
+	}
+	t.Run("root", func(t *testing.T) { test(t, 0) })
+	t.Run("uid 65534", func(t *testing.T) { test(t, nobody) })
 }

@@ -50,15 +50,7 @@ func privateGitServer(t *testing.T, dir, want string) (string, string) {
 // or with a wrong one the build fails saying so. The token is never in
 // git's argv, the output, the image or the store.
 func TestBuildGitAuth(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Fatal("needs root to build as root and as uid 65534: run the suite as root (CI does: sudo make test)")
-	}
-	for _, tc := range []struct {
-		name string
-		uid  int
-	}{{"root", 0}, {"uid 65534", nobody}} {
-		t.Run(tc.name, func(t *testing.T) { testBuildGitAuth(t, tc.uid) })
-	}
+	asRootAndNobody(t, testBuildGitAuth)
 }
 
 func testBuildGitAuth(t *testing.T, uid int) {

@@ -87,15 +87,7 @@ func sshAgentAs(t *testing.T, uid int, dir string, keys ...string) string {
 // and as uid 65534; the image holds what the RUN saw and not the
 // socket; bad --ssh input fails clearly and changes no image.
 func TestBuildSSH(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Fatal("needs root to build as root and as uid 65534: run the suite as root (CI does: sudo make test)")
-	}
-	for _, tc := range []struct {
-		name string
-		uid  int
-	}{{"root", 0}, {"uid 65534", nobody}} {
-		t.Run(tc.name, func(t *testing.T) { testBuildSSH(t, tc.uid) })
-	}
+	asRootAndNobody(t, testBuildSSH)
 }
 
 func testBuildSSH(t *testing.T, uid int) {
