@@ -92,6 +92,31 @@ func applyChange(cfg *ocispec.ImageConfig, change string, cmdSet *bool) error {
 		if !*cmdSet {
 			cfg.Cmd = nil
 		}
+	case *instructions.WorkdirCommand:
+		if c.Path == "" {
+			return errors.New("WORKDIR path is empty")
+		}
+		// A relative WORKDIR is relative to the current one, as in a Dockerfile.
+		cfg.WorkingDir = path.Join("/", cfg.WorkingDir, c.Path)
+		if path.IsAbs(c.Path) {
+			cfg.WorkingDir = path.Clean(c.Path)
+		}
+	default:
+		handled, err := applyConfig(cfg, c, func(w string) ([]string, error) { return lex.ProcessWords(w, env) })
+		if !handled {
+			return fmt.Errorf("%s cannot be applied as a change", c.Name())
+		}
+		return err
+	}
+	return nil
+}
+
+// applyConfig applies the instructions whose effect on the config a
+// Dockerfile and a --change share (ENV, LABEL, EXPOSE, USER, VOLUME,
+// STOPSIGNAL), with their validation; words expands EXPOSE's arguments.
+// It reports false for any other instruction.
+func applyConfig(cfg *ocispec.ImageConfig, cmd instructions.Command, words func(string) ([]string, error)) (bool, error) {
+	switch c := cmd.(type) {
 	case *instructions.EnvCommand:
 		for _, kv := range c.Env {
 			cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
@@ -104,7 +129,7 @@ func applyChange(cfg *ocispec.ImageConfig, change string, cmdSet *bool) error {
 			cfg.Labels[kv.Key] = kv.Value
 		}
 	case *instructions.ExposeCommand:
-		return expose(cfg, c.Ports, func(w string) ([]string, error) { return lex.ProcessWords(w, env) })
+		return true, expose(cfg, c.Ports, words)
 	case *instructions.UserCommand:
 		cfg.User = c.User
 	case *instructions.VolumeCommand:
@@ -113,28 +138,19 @@ func applyChange(cfg *ocispec.ImageConfig, change string, cmdSet *bool) error {
 		}
 		for _, v := range c.Volumes {
 			if v == "" {
-				return errors.New("VOLUME path is empty")
+				return true, errors.New("VOLUME path is empty")
 			}
 			cfg.Volumes[v] = struct{}{}
 		}
-	case *instructions.WorkdirCommand:
-		if c.Path == "" {
-			return errors.New("WORKDIR path is empty")
-		}
-		// A relative WORKDIR is relative to the current one, as in a Dockerfile.
-		cfg.WorkingDir = path.Join("/", cfg.WorkingDir, c.Path)
-		if path.IsAbs(c.Path) {
-			cfg.WorkingDir = path.Clean(c.Path)
-		}
 	case *instructions.StopSignalCommand:
 		if !validSignal(c.Signal) {
-			return fmt.Errorf("STOPSIGNAL %q is not a signal; give a name such as SIGTERM or a number from 1 to 64", c.Signal)
+			return true, fmt.Errorf("STOPSIGNAL %q is not a signal; give a name such as SIGTERM or a number from 1 to 64", c.Signal)
 		}
 		cfg.StopSignal = c.Signal
 	default:
-		return fmt.Errorf("%s cannot be applied as a change", c.Name())
+		return false, nil
 	}
-	return nil
+	return true, nil
 }
 
 // commandLine is the argv a CMD or ENTRYPOINT stands for. A JSON [] clears

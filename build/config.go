@@ -2,7 +2,6 @@ package build
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"path"
@@ -67,45 +66,23 @@ func (s *stageRun) commandLine(c instructions.ShellDependantCmdLine) []string {
 // and records it in the history as an empty layer.
 func (s *stageRun) configure(c instructions.Command) error {
 	cfg := &s.img.Config
+	words := func(w string) ([]string, error) { return s.lex.ProcessWords(w, shell.EnvsFromSlice(s.env())) }
+	handled, err := applyConfig(&cfg.ImageConfig, c, words)
+	if err == nil && !handled {
+		err = s.configureStage(c)
+	}
+	if err != nil {
+		return err
+	}
+	s.steps = append(s.steps, manifest.Step{CreatedBy: text(c)})
+	return nil
+}
+
+// configureStage applies the config instructions that depend on the
+// stage (its SHELL, whether it set a CMD) or only a Dockerfile has.
+func (s *stageRun) configureStage(c instructions.Command) error {
+	cfg := &s.img.Config
 	switch c := c.(type) {
-	case *instructions.EnvCommand:
-		for _, kv := range c.Env {
-			cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
-		}
-	case *instructions.LabelCommand:
-		if cfg.Labels == nil {
-			cfg.Labels = map[string]string{}
-		}
-		for _, kv := range c.Labels {
-			cfg.Labels[kv.Key] = kv.Value
-		}
-	case *instructions.ExposeCommand:
-		var ports []string
-		for _, p := range c.Ports {
-			ws, err := s.lex.ProcessWords(p, shell.EnvsFromSlice(s.env()))
-			if err != nil {
-				return fmt.Errorf("expand variables: %w", err)
-			}
-			ports = append(ports, ws...)
-		}
-		if err := s.applyChange("EXPOSE " + strings.Join(ports, " ")); err != nil {
-			return err
-		}
-	case *instructions.StopSignalCommand:
-		if err := s.applyChange("STOPSIGNAL " + c.Signal); err != nil {
-			return err
-		}
-	case *instructions.UserCommand:
-		cfg.User = c.User
-	case *instructions.VolumeCommand:
-		// The JSON form keeps paths with spaces whole; manifest owns the rule.
-		vols, err := json.Marshal(c.Volumes)
-		if err != nil {
-			return err
-		}
-		if err := s.applyChange("VOLUME " + string(vols)); err != nil {
-			return err
-		}
 	case *instructions.CmdCommand:
 		cfg.Cmd = s.commandLine(c.ShellDependantCmdLine)
 		s.cmdSet = true
@@ -127,18 +104,6 @@ func (s *stageRun) configure(c instructions.Command) error {
 	default:
 		return fmt.Errorf("%s is not supported", c.Name())
 	}
-	s.steps = append(s.steps, manifest.Step{CreatedBy: text(c)})
-	return nil
-}
-
-// applyChange applies one already expanded instruction with manifest's
-// validation (ports, signals), which docker import --change shares.
-func (s *stageRun) applyChange(change string) error {
-	cfg, err := ApplyChanges(s.img.Config.ImageConfig, []string{change})
-	if err != nil {
-		return err
-	}
-	s.img.Config.ImageConfig = cfg
 	return nil
 }
 
