@@ -2,7 +2,6 @@ package layer
 
 import (
 	"archive/tar"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imgtool/imgtool/internal/rootlesscontainers"
+	"github.com/imgtool/imgtool/internal/xattr"
 	"golang.org/x/sys/unix"
 )
 
@@ -103,7 +103,7 @@ func clamp(t time.Time, epoch *time.Time) time.Time {
 // convention GNU tar, docker and BuildKit share), and applies the
 // rootlesscontainers owner instead of recording it.
 func addXattrs(full string, h *tar.Header) error {
-	names, err := listXattrs(full)
+	names, err := xattr.List(full)
 	if err != nil || len(names) == 0 {
 		return err
 	}
@@ -136,30 +136,6 @@ func addXattrs(full string, h *tar.Header) error {
 		h.PAXRecords["SCHILY.xattr."+name] = string(val)
 	}
 	return nil
-}
-
-func listXattrs(p string) ([]string, error) {
-	buf := make([]byte, 1024)
-	for {
-		n, err := unix.Llistxattr(p, buf)
-		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, len(buf)*4)
-			continue
-		}
-		if errors.Is(err, unix.ENOTSUP) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		var names []string
-		for _, b := range bytes.Split(buf[:n], []byte{0}) {
-			if len(b) > 0 {
-				names = append(names, string(b))
-			}
-		}
-		return names, nil
-	}
 }
 
 func getXattr(p, name string) ([]byte, error) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/imgtool/imgtool/internal/xattr"
 	"golang.org/x/sys/unix"
 )
 
@@ -182,7 +183,7 @@ func walkDirAt(dir, rel string, add func(p, rel string, st *unix.Stat_t) error) 
 
 // xattrDigest is the xattrs of p as one comparable string.
 func xattrDigest(p string) (string, error) {
-	names, err := listXattrs(p)
+	names, err := xattr.List(p)
 	if err != nil || len(names) == 0 {
 		return "", err
 	}

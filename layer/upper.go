@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/imgtool/imgtool/internal/xattr"
 	"golang.org/x/sys/unix"
 )
 
@@ -167,7 +168,7 @@ func sameEntry(p string, st *unix.Stat_t, below *lowerEntry) bool {
 // imageXattrs is p's xattrs as one comparable string, without those
 // overlayfs keeps for itself.
 func imageXattrs(p string) (string, error) {
-	names, err := listXattrs(p)
+	names, err := xattr.List(p)
 	if err != nil {
 		return "", err
 	}

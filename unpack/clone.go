@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 
+	"github.com/imgtool/imgtool/internal/xattr"
 	"golang.org/x/sys/unix"
 )
 
@@ -217,7 +218,7 @@ func procPath(dir int, name string) string {
 }
 
 func copyXattrs(src, dst string) error {
-	names, err := listXattrs(src)
+	names, err := xattr.List(src)
 	if err != nil {
 		return err
 	}
@@ -241,32 +242,6 @@ func copyXattrs(src, dst string) error {
 		}
 	}
 	return nil
-}
-
-func listXattrs(p string) ([]string, error) {
-	n, err := unix.Llistxattr(p, nil)
-	if err != nil || n == 0 {
-		if errors.Is(err, unix.ENOTSUP) {
-			err = nil
-		}
-		return nil, err
-	}
-	buf := make([]byte, n)
-	if n, err = unix.Llistxattr(p, buf); err != nil {
-		return nil, fmt.Errorf("list xattrs: %w", err)
-	}
-	var names []string
-	for start := 0; start < n; {
-		end := start
-		for end < n && buf[end] != 0 {
-			end++
-		}
-		if end > start {
-			names = append(names, string(buf[start:end]))
-		}
-		start = end + 1
-	}
-	return names, nil
 }
 
 func readlinkAt(dir int, name string) (string, error) {

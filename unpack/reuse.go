@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/imgtool/imgtool/internal/rootlesscontainers"
+	"github.com/imgtool/imgtool/internal/xattr"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
@@ -171,7 +172,7 @@ func (a *applier) sameMeta(f *os.File, h *tar.Header) bool {
 		st.Mtim != unix.NsecToTimespec(h.ModTime.UnixNano()) {
 		return false
 	}
-	names, err := fileXattrs(int(f.Fd()))
+	names, err := xattr.ListFd(int(f.Fd()))
 	if err != nil {
 		return false
 	}
@@ -204,30 +205,6 @@ func (a *applier) sameMeta(f *os.File, h *tar.Header) bool {
 	slices.Sort(want)
 	slices.Sort(have)
 	return uid == h.Uid && gid == h.Gid && slices.Equal(want, have)
-}
-
-func fileXattrs(fd int) ([]string, error) {
-	buf := make([]byte, 1024)
-	for {
-		n, err := unix.Flistxattr(fd, buf)
-		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, len(buf)*4)
-			continue
-		}
-		if errors.Is(err, unix.ENOTSUP) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		var out []string
-		for _, b := range bytes.Split(buf[:n], []byte{0}) {
-			if len(b) > 0 {
-				out = append(out, string(b))
-			}
-		}
-		return out, nil
-	}
 }
 
 func fgetxattr(fd int, name string) ([]byte, error) {

@@ -17,10 +17,10 @@ const module = "github.com/imgtool/imgtool/"
 var allowed = map[string][]string{
 	"manifest":        {},
 	"runner":          {},
-	"layer":           {"manifest", "internal/rootlesscontainers", "internal/compression"},
+	"layer":           {"manifest", "internal/rootlesscontainers", "internal/compression", "internal/xattr"},
 	"store":           {"manifest", "internal/flock", "internal/atomicfile"},
 	"store/transport": {"manifest", "store", "internal/atomicfile"},
-	"unpack":          {"manifest", "store", "internal/rootlesscontainers", "internal/compression", "internal/flock"},
+	"unpack":          {"manifest", "store", "internal/rootlesscontainers", "internal/compression", "internal/flock", "internal/xattr"},
 	"build":           {"manifest", "layer", "store", "store/transport", "unpack", "runner", "internal/rootlesscontainers", "internal/compression", "internal/flock", "internal/atomicfile"},
 	"registry":        {"manifest", "internal/bundlename", "internal/atomicfile"},
 }
