@@ -38,27 +38,13 @@ if [ "$PEER" = distribution-3.1.2 ]; then
 	servers+=("$PEER")
 fi
 
-free_port() {
-	local port
-	for port in $(seq 15300 15400); do
-		(echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null || { echo "$port"; return; }
-	done
-}
-
-wait_port() {
-	for _ in $(seq 200); do
-		(echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return
-		sleep 0.05
-	done
-	echo "registry on port $1 did not start" >&2
-	exit 1
-}
+. bench/ports.sh
 
 for server in "${servers[@]}"; do
 	echo "pushing $UPLOADS x $UPLOAD_SIZE bytes at once to $server ..." >&2
 	dir=$W/$server
 	mkdir -p "$dir"
-	port=$(free_port)
+	port=$(free_port 15300 15400)
 	if [ "$server" = imgtool ]; then
 		bin/imgtool --root "$dir" registry serve --addr 127.0.0.1:"$port" --access-log=false >"$dir.log" 2>&1 &
 	else

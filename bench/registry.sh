@@ -38,27 +38,13 @@ echo "building distribution v3.1.2's registry (slow the first time) ..." >&2
 GOBIN=$W go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2
 TICK=$(getconf CLK_TCK)
 
-free_port() {
-	local port
-	for port in $(seq 15200 15300); do
-		(echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null || { echo "$port"; return; }
-	done
-}
-
-wait_port() {
-	for _ in $(seq 200); do
-		(echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return
-		sleep 0.05
-	done
-	echo "registry on port $1 did not start" >&2
-	exit 1
-}
+. bench/ports.sh
 
 # start NAME: a fresh server; sets pid and REG.
 start() {
 	local dir="$W/$1" port
 	mkdir -p "$dir"
-	port=$(free_port)
+	port=$(free_port 15200 15300)
 	case $1 in
 	imgtool)
 		bin/imgtool --root "$dir" registry serve --addr 127.0.0.1:"$port" --access-log=false >"$dir.log" 2>&1 &
