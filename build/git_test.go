@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imgtool/imgtool/internal/testgit"
 )
 
 // gitIn runs git in dir with a fixed identity and date, so that the
@@ -113,43 +115,6 @@ func serveDumbHTTP(t *testing.T, dir string) string {
 	return srv.URL
 }
 
-// serveGitDaemon serves the repositories over git:// with git daemon
-// --inetd, one process a connection on a listener of the test's.
-func serveGitDaemon(t *testing.T, dir string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		l.Close()
-		<-done
-	})
-	go func() {
-		defer close(done)
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			f, err := conn.(*net.TCPConn).File()
-			conn.Close()
-			if err != nil {
-				continue
-			}
-			cmd := exec.Command("git", "daemon", "--inetd", "--export-all", "--base-path="+dir, dir)
-			cmd.Stdin, cmd.Stdout = f, f
-			if err := cmd.Start(); err == nil {
-				go func() { cmd.Wait(); f.Close() }()
-			} else {
-				f.Close()
-			}
-		}
-	}()
-	return "git://" + l.Addr().String()
-}
-
 func TestParseGitSource(t *testing.T) {
 	for _, tc := range []struct {
 		in                  string
@@ -208,7 +173,7 @@ func TestParseGitSource(t *testing.T) {
 func TestAddGit(t *testing.T) {
 	repos := makeRepos(t)
 	smart := serveSmartHTTP(t, repos.dir) + "/repo.git"
-	daemon := serveGitDaemon(t, repos.dir) + "/repo.git"
+	daemon := testgit.Daemon(t, repos.dir, nil) + "/repo.git"
 	dumb := serveDumbHTTP(t, repos.dir) + "/repo.git"
 	s := baseStore(t)
 	cache := t.TempDir()

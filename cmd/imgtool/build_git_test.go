@@ -1,12 +1,13 @@
 package main_test
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imgtool/imgtool/internal/testgit"
 )
 
 // gitRun runs git in dir with a fixed identity and date.
@@ -22,45 +23,6 @@ func gitRun(t *testing.T, dir string, args ...string) string {
 		t.Fatalf("git %v: %v\n%s (the tests need git)", args, err, out)
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// gitDaemon serves the bare repositories under dir over git:// on
-// 127.0.0.1: git daemon --inetd as uid (git serves only repositories its
-// user owns), one process a connection accepted here.
-func gitDaemon(t *testing.T, dir string, uid int) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		l.Close()
-		<-done
-	})
-	go func() {
-		defer close(done)
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			f, err := conn.(*net.TCPConn).File()
-			conn.Close()
-			if err != nil {
-				continue
-			}
-			cmd := asUser(exec.Command("git", "daemon", "--inetd", "--export-all", "--base-path="+dir, dir), uid)
-			cmd.Env = append(os.Environ(), "HOME="+dir)
-			cmd.Stdin, cmd.Stdout = f, f
-			if cmd.Start() != nil {
-				f.Close()
-				continue
-			}
-			go func() { cmd.Wait(); f.Close() }()
-		}
-	}()
-	return "git://" + l.Addr().String()
 }
 
 // TestBuildGit: imgtool build takes a git repository as its context
@@ -82,7 +44,11 @@ func testBuildGit(t *testing.T, uid int) {
 	}
 	served := filepath.Join(base, "served")
 	work := filepath.Join(base, "work")
-	daemon := gitDaemon(t, served, uid)
+	daemon := testgit.Daemon(t, served, func(cmd *exec.Cmd) {
+		// git serves only repositories its user owns.
+		asUser(cmd, uid)
+		cmd.Env = append(os.Environ(), "HOME="+served)
+	})
 	writeContext(t, work, map[string]string{
 		"README": "tagged\n",
 		"app/Dockerfile": "FROM base:1\nCOPY hello.txt /hello.txt\n" +
