@@ -69,5 +69,5 @@ for server in "${servers[@]}"; do
 		verdict = ""
 		if (s == "imgtool") verdict = (kb / 1024 < target) ? "  (target < " target " MiB: met)" : "  (target < " target " MiB: NOT met)"
 		printf "%-20s %d uploads at once  %8.1f MB/s  peak RSS %7.1f MiB%s\n", s, n, b / 1e6 / t, kb / 1024, verdict
-	}' | tee /dev/stderr >/dev/null
+	}' >&2
 done

@@ -7,11 +7,16 @@
 #  - push IMAGES small images (16 KiB layer, config, manifest by tag)
 #    with 8 and then 16 concurrent clients;
 #  - HEAD a manifest by tag on 32 connections for HEAD_SECONDS.
+# The push phase also runs against a floor (internal/cmd/regfloor): a
+# server that only hashes, writes and fsyncs each blob, which no registry
+# can beat on the same machine.
 # Prints throughput, server CPU per operation, and imgtool's ratios, then
-# what the disk takes when dd writes and fsyncs the push's bytes itself:
-# every server here fsyncs each blob, so a big push cannot beat that.
+# what the disk takes when dd writes and fsyncs the push's bytes itself.
+# BENCH_DIR (default /var/tmp) holds the servers' storage: /dev/shm takes
+# the disk out and leaves the CPU as the bound.
 #
 #   bash bench/registry.sh
+#   BENCH_DIR=/dev/shm bash bench/registry.sh
 #   BLOBS=2 BLOB_SIZE=16777216 IMAGES=50 HEAD_SECONDS=3 bash bench/registry.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +29,7 @@ command -v docker-registry >/dev/null || {
 	echo "bench/registry.sh needs Debian's docker-registry: apt-get install -y docker-registry" >&2
 	exit 1
 }
-W=$(mktemp -d /var/tmp/imgtool-registry-bench.XXXXXX)
+W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/imgtool-registry-bench.XXXXXX")
 pid=""
 cleanup() {
 	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
@@ -34,6 +39,7 @@ trap cleanup EXIT
 
 make -s build
 go build -o "$W/regload" ./internal/cmd/regload
+go build -o "$W/regfloor" ./internal/cmd/regfloor
 echo "building distribution v3.1.2's registry (slow the first time) ..." >&2
 GOBIN=$W go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2
 TICK=$(getconf CLK_TCK)
@@ -48,6 +54,9 @@ start() {
 	case $1 in
 	imgtool)
 		bin/imgtool --root "$dir" registry serve --addr 127.0.0.1:"$port" --access-log=false >"$dir.log" 2>&1 &
+		;;
+	floor)
+		"$W/regfloor" -addr 127.0.0.1:"$port" -dir "$dir" 2>"$dir.log" &
 		;;
 	distribution-3.1.2 | docker-registry-2.8)
 		cat >"$dir.yml" <<-YML
@@ -95,6 +104,16 @@ for server in imgtool distribution-3.1.2 docker-registry-2.8; do
 	pid=""
 done
 
+# The floor: only what any registry that verifies and durably stores a
+# pushed blob must do (internal/cmd/regfloor), so the push phase's
+# ceiling on this machine with this disk, server included.
+echo "benchmarking floor ..." >&2
+start floor
+phase floor blob-push -mode blobs-push -n "$BLOBS" -size "$BLOB_SIZE" -c 8
+kill "$pid"
+wait "$pid" 2>/dev/null || true
+pid=""
+
 # The ceiling for a durable push here: BLOBS files of BLOB_SIZE written by
 # dd at once and fsync'd, as each server fsyncs a blob before it answers.
 sync
@@ -114,8 +133,11 @@ awk '
   phases[phase] = 1; order[++n] = phase }
 END {
   for (i = 1; i <= n; i++) { p = order[i]; if (seen[p]++) continue
-    printf "%-11s imgtool/distribution-3.1.2 %.2fx   imgtool/docker-registry-2.8 %.2fx\n", p,
-      r["imgtool", p]/r["distribution-3.1.2", p], r["imgtool", p]/r["docker-registry-2.8", p] }
-}' "$W/results" | tee /dev/stderr >/dev/null
+    printf "%-11s imgtool/distribution-3.1.2 %.2fx   imgtool/docker-registry-2.8 %.2fx", p,
+      r["imgtool", p]/r["distribution-3.1.2", p], r["imgtool", p]/r["docker-registry-2.8", p]
+    if (r["floor", p] > 0)
+      printf "   imgtool/floor %.2fx   floor/distribution-3.1.2 %.2fx", r["imgtool", p]/r["floor", p], r["floor", p]/r["distribution-3.1.2", p]
+    printf "\n" }
+}' "$W/results" >&2
 awk -v n="$BLOBS" -v size="$BLOB_SIZE" -v secs="$disk_secs" 'BEGIN {
-  printf "disk ceiling: %d parallel fsync'"'"'d dd writes of the push'"'"'s size, %.1f MB/s\n", n, n*size/1e6/secs }' | tee /dev/stderr >/dev/null
+  printf "disk ceiling: %d parallel fsync'"'"'d dd writes of the push'"'"'s size, %.1f MB/s\n", n, n*size/1e6/secs }' >&2

@@ -116,5 +116,5 @@ END {
     printf "%s: imgtool/skopeo throughput %.2fx (target >= 0.9x): %s; imgtool peak RSS %.1f MiB (target < 100): %s\n",
       op, r, (r >= 0.9 ? "PASS" : "FAIL"), rss[op,"imgtool"], (rss[op,"imgtool"] < 100 ? "PASS" : "FAIL")
   }
-}' "$W/results" | tee /dev/stderr >/dev/null
+}' "$W/results" >&2
 echo "image: $LAYERS layers, $BYTES bytes of blobs; registry: $REGISTRY" >&2
