@@ -21,7 +21,7 @@ func (g *Registry) PurgeUploads(ctx context.Context, cutoff time.Time) (int, err
 // dryRun, deletes them; it returns how many it found.
 func (g *Registry) purgeUploads(ctx context.Context, cutoff time.Time, dryRun bool) (int, error) {
 	var repos []string
-	if err := g.collectRepos(ctx, repositoriesPath(), "", 0, &repos); err != nil {
+	if err := g.collectRepos(ctx, repositoriesPath(), "", 0, holdsUploads, &repos); err != nil {
 		return 0, err
 	}
 	n := 0

@@ -145,6 +145,24 @@ func TestDigestInvalidStoresNothing(t *testing.T) {
 	}
 	// Manifests too.
 	c.want(c.do("PUT", "/v2/r/manifests/"+wrong.String(), []byte(`{"schemaVersion":2}`)), http.StatusBadRequest, "DIGEST_INVALID")
+	// A monolithic PUT with the wrong digest, and a cancelled session.
+	loc := c.do("POST", "/v2/r/blobs/uploads/", nil).Header().Get("Location")
+	c.want(c.do("PUT", loc+"?digest="+wrong.String(), []byte("content")), http.StatusBadRequest, "DIGEST_INVALID")
+	loc = c.do("POST", "/v2/r/blobs/uploads/", nil).Header().Get("Location")
+	c.want(c.do("DELETE", loc, nil), http.StatusNoContent, "")
+
+	// None of that made the repository appear.
+	c.want(c.do("GET", "/v2/r/tags/list", nil), http.StatusNotFound, "NAME_UNKNOWN")
+	if got := c.do("GET", "/v2/_catalog", nil).Body.String(); strings.Contains(got, `"r"`) {
+		t.Errorf("catalog lists the repository of failed pushes: %s", got)
+	}
+	// A push that succeeds does.
+	good := digest.FromString("content")
+	c.want(c.do("POST", "/v2/r/blobs/uploads/?digest="+good.String(), []byte("content")), http.StatusCreated, "")
+	c.want(c.do("GET", "/v2/r/tags/list", nil), http.StatusOK, "")
+	if got := c.do("GET", "/v2/_catalog", nil).Body.String(); !strings.Contains(got, `"r"`) {
+		t.Errorf("catalog misses the repository of a pushed blob: %s", got)
+	}
 }
 
 func TestSha512EndToEnd(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,14 +34,25 @@ func (g *Registry) tags(ctx context.Context, name string) ([]string, error) {
 // "directory" is a key-prefix match, under which "team/ap" would exist
 // because "team/app" does.
 func (g *Registry) repoExists(ctx context.Context, name string) (bool, error) {
-	if _, err := g.driver.List(ctx, repoPath(name)); err != nil {
+	entries, err := g.driver.List(ctx, repoPath(name))
+	if err != nil {
 		if isNotFound(err) {
 			return false, nil
 		}
 		return false, fmt.Errorf("stat repository %s: %w", name, err)
 	}
-	return true, nil
+	return slices.ContainsFunc(entries, func(e string) bool { return holdsContent(path.Base(e)) }), nil
 }
+
+// holdsContent tells whether a repository's "_" entry named base makes it
+// a repository clients see: links to its layers or manifests. A name that
+// holds only _uploads has a push in progress, or one that failed (a wrong
+// digest, a cancelled session), and must not appear in the catalog or
+// answer a tags list as if the push had happened.
+func holdsContent(base string) bool { return base == "_manifests" || base == "_layers" }
+
+// holdsUploads tells whether a repository's "_" entry holds upload sessions.
+func holdsUploads(base string) bool { return base == "_uploads" }
 
 func (g *Registry) listTags(w http.ResponseWriter, r *http.Request, rt route) error {
 	ctx := r.Context()
@@ -116,7 +128,7 @@ const maxCatalogDepth = maxNameLength / 2
 
 func (g *Registry) getCatalog(w http.ResponseWriter, r *http.Request, _ route) error {
 	repos := []string{}
-	if err := g.collectRepos(r.Context(), repositoriesPath(), "", 0, &repos); err != nil {
+	if err := g.collectRepos(r.Context(), repositoriesPath(), "", 0, holdsContent, &repos); err != nil {
 		return err
 	}
 	sort.Strings(repos)
@@ -130,8 +142,9 @@ func (g *Registry) getCatalog(w http.ResponseWriter, r *http.Request, _ route) e
 }
 
 // collectRepos finds repositories under dir: directories holding one of
-// the layout's "_" entries, which no name component can start with.
-func (g *Registry) collectRepos(ctx context.Context, dir, prefix string, depth int, out *[]string) error {
+// the layout's "_" entries (which no name component can start with) that
+// want accepts.
+func (g *Registry) collectRepos(ctx context.Context, dir, prefix string, depth int, want func(base string) bool, out *[]string) error {
 	if depth > maxCatalogDepth {
 		return nil
 	}
@@ -146,10 +159,10 @@ func (g *Registry) collectRepos(ctx context.Context, dir, prefix string, depth i
 	for _, e := range entries {
 		base := path.Base(e)
 		if strings.HasPrefix(base, "_") {
-			isRepo = true
+			isRepo = isRepo || want(base)
 			continue
 		}
-		if err := g.collectRepos(ctx, e, path.Join(prefix, base), depth+1, out); err != nil {
+		if err := g.collectRepos(ctx, e, path.Join(prefix, base), depth+1, want, out); err != nil {
 			return err
 		}
 	}

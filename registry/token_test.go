@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"github.com/opencontainers/go-digest"
 )
 
 func TestTokenSignVerify(t *testing.T) {
@@ -156,6 +157,7 @@ func TestTokenFlow(t *testing.T) {
 	user := token("alice:right", "repository:team/app:pull,push")
 	c.want(c.do("GET", "/v2/", nil, "Authorization", user), http.StatusOK, "")
 	c.want(c.do("POST", "/v2/team/app/blobs/uploads/", nil, "Authorization", user), http.StatusAccepted, "")
+	c.want(c.do("POST", "/v2/team/app/blobs/uploads/?digest="+digest.FromString("x").String(), []byte("x"), "Authorization", user), http.StatusCreated, "")
 	w = c.do("POST", "/v2/team/other/blobs/uploads/", nil, "Authorization", user)
 	c.want(w, http.StatusUnauthorized, "UNAUTHORIZED")
 	if got := w.Header().Get("WWW-Authenticate"); !strings.Contains(got, `scope="repository:team/other:push",error="insufficient_scope"`) {
