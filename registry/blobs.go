@@ -88,41 +88,62 @@ func (g *Registry) getBlob(w http.ResponseWriter, r *http.Request, rt route) err
 	return nil
 }
 
-// parseRange reads a single "bytes=" range of a blob of size bytes, as the
-// spec asks registries to support; it returns the half-open [start, end).
+// parseRange reads the Range header of a GET or HEAD of a blob of size
+// bytes and returns the half-open [start, end) to send, partial when that
+// is a range rather than the whole blob. It follows RFC 9110 §14.2: a
+// range unit other than bytes is ignored (the whole blob is sent), and so
+// is a header that does not parse or that asks for several ranges, which
+// a server may ignore and a registry has no use for (clients ask for one
+// range, to resume). Only a range that starts past the blob's end, or an
+// empty suffix, cannot be satisfied: that is the 416.
 func parseRange(header string, size int64) (start, end int64, partial bool, err error) {
-	if header == "" {
-		return 0, size, false, nil
-	}
-	bad := newError(errRangeInvalid, "range %q not satisfiable for a blob of %d bytes", header, size)
-	spec, ok := strings.CutPrefix(header, "bytes=")
-	if !ok || strings.Contains(spec, ",") {
-		return 0, 0, false, bad
+	whole := func() (int64, int64, bool, error) { return 0, size, false, nil }
+	unit, spec, ok := strings.Cut(header, "=")
+	if !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes") || strings.Contains(spec, ",") {
+		return whole()
 	}
 	first, last, ok := strings.Cut(strings.TrimSpace(spec), "-")
 	if !ok {
-		return 0, 0, false, bad
+		return whole()
 	}
+	unsatisfiable := newError(errRangeNotSatisfiable, "range %q not satisfiable for a blob of %d bytes", header, size)
 	if first == "" { // suffix range: the last n bytes
-		n, err := strconv.ParseInt(last, 10, 64)
-		if err != nil || n <= 0 {
-			return 0, 0, false, bad
+		n, err := parseRangePos(last)
+		switch {
+		case err != nil:
+			return whole()
+		case n == 0:
+			return 0, 0, false, unsatisfiable
+		case size == 0:
+			return whole() // nothing to cut a suffix of
 		}
 		return max(size-n, 0), size, true, nil
 	}
-	start, err = strconv.ParseInt(first, 10, 64)
-	if err != nil || start < 0 || start >= size {
-		return 0, 0, false, bad
+	start, err = parseRangePos(first)
+	if err != nil {
+		return whole()
 	}
 	end = size
 	if last != "" {
-		l, err := strconv.ParseInt(last, 10, 64)
+		l, err := parseRangePos(last)
 		if err != nil || l < start {
-			return 0, 0, false, bad
+			return whole() // RFC 9110: an invalid range-spec, ignored
 		}
 		end = min(l+1, size)
 	}
+	if start >= size {
+		return 0, 0, false, unsatisfiable
+	}
 	return start, end, true, nil
+}
+
+// parseRangePos reads a first-pos, last-pos or suffix-length: digits only
+// (strconv alone would take a sign).
+func parseRangePos(s string) (int64, error) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, fmt.Errorf("range position %q is not a number", s)
+	}
+	return strconv.ParseInt(s, 10, 64)
 }
 
 func (g *Registry) deleteBlob(w http.ResponseWriter, r *http.Request, rt route) error {

@@ -31,6 +31,9 @@ var (
 	errNameUnknown         = errorCode{"NAME_UNKNOWN", http.StatusNotFound}
 	errUnsupported         = errorCode{"UNSUPPORTED", http.StatusMethodNotAllowed}
 	errRangeInvalid        = errorCode{"BLOB_UPLOAD_INVALID", http.StatusRequestedRangeNotSatisfiable}
+	// The spec has no code for a download's unsatisfiable range; this is
+	// distribution's, which the clients built on its error codes know.
+	errRangeNotSatisfiable = errorCode{"RANGE_INVALID", http.StatusRequestedRangeNotSatisfiable}
 	errTooLarge            = errorCode{"SIZE_INVALID", http.StatusRequestEntityTooLarge}
 	errPaginationInvalid   = errorCode{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest}
 )

@@ -215,15 +215,45 @@ func TestBadNamesAndRanges(t *testing.T) {
 	}
 	c.want(c.do("GET", "/v2/ok/manifests/bad..tag!", nil), http.StatusBadRequest, "MANIFEST_INVALID")
 	c.want(c.do("GET", "/v2/ok/blobs/sha256:xyz", nil), http.StatusBadRequest, "DIGEST_INVALID")
-	for rng, want := range map[string]string{"bytes=2-4": "234", "bytes=7-": "789", "bytes=-2": "89", "bytes=8-100": "89"} {
-		w := c.do("GET", "/v2/ok/blobs/"+d.String(), nil, "Range", rng)
-		c.want(w, http.StatusPartialContent, "")
-		if w.Body.String() != want {
-			t.Errorf("%s: %q, want %q", rng, w.Body, want)
+	for _, tc := range []struct {
+		rng, body, contentRange string
+		status                  int
+	}{
+		{"bytes=2-4", "234", "bytes 2-4/10", http.StatusPartialContent},
+		{"bytes=7-", "789", "bytes 7-9/10", http.StatusPartialContent},
+		{"bytes=-2", "89", "bytes 8-9/10", http.StatusPartialContent},
+		{"bytes=8-100", "89", "bytes 8-9/10", http.StatusPartialContent},
+		{"bytes=-100", "0123456789", "bytes 0-9/10", http.StatusPartialContent},
+		{"Bytes = 9-9", "9", "bytes 9-9/10", http.StatusPartialContent},
+		// RFC 9110: what the server does not understand or chooses not to
+		// serve is ignored, and the whole blob sent.
+		{"lines=1-2", "0123456789", "", http.StatusOK},
+		{"bytes=x-", "0123456789", "", http.StatusOK},
+		{"bytes=5-2", "0123456789", "", http.StatusOK},
+		{"bytes=+1-2", "0123456789", "", http.StatusOK},
+		{"bytes=0-1,3-4", "0123456789", "", http.StatusOK},
+		{"bytes", "0123456789", "", http.StatusOK},
+		// Unsatisfiable: past the end, or an empty suffix.
+		{"bytes=10-", "", "bytes */10", http.StatusRequestedRangeNotSatisfiable},
+		{"bytes=10-20", "", "bytes */10", http.StatusRequestedRangeNotSatisfiable},
+		{"bytes=-0", "", "bytes */10", http.StatusRequestedRangeNotSatisfiable},
+	} {
+		w := c.do("GET", "/v2/ok/blobs/"+d.String(), nil, "Range", tc.rng)
+		if w.Code != tc.status || w.Header().Get("Content-Range") != tc.contentRange ||
+			(tc.status != http.StatusRequestedRangeNotSatisfiable && w.Body.String() != tc.body) {
+			t.Errorf("Range %q: %d %q Content-Range %q, want %d %q %q", tc.rng, w.Code, w.Body, w.Header().Get("Content-Range"),
+				tc.status, tc.body, tc.contentRange)
+		}
+		if tc.status == http.StatusRequestedRangeNotSatisfiable && !strings.Contains(w.Body.String(), "RANGE_INVALID") {
+			t.Errorf("Range %q: 416 body %s", tc.rng, w.Body)
 		}
 	}
-	for _, rng := range []string{"bytes=10-", "bytes=5-2", "bytes=0-1,3-4", "lines=1-2", "bytes=x-"} {
-		c.want(c.do("GET", "/v2/ok/blobs/"+d.String(), nil, "Range", rng), http.StatusRequestedRangeNotSatisfiable, "")
+	// An empty blob has no suffix to cut: its one range is the whole of it.
+	empty := c.pushBlob("ok", nil)
+	w := c.do("GET", "/v2/ok/blobs/"+empty.String(), nil, "Range", "bytes=-5")
+	c.want(w, http.StatusOK, "")
+	if w.Body.Len() != 0 || w.Header().Get("Content-Length") != "0" {
+		t.Errorf("empty blob with a suffix range: %q, Content-Length %s", w.Body, w.Header().Get("Content-Length"))
 	}
 }
 
