@@ -72,10 +72,17 @@ func parseDigest(s string) (digest.Digest, error) {
 	if err != nil {
 		return "", err
 	}
-	if !d.Algorithm().Available() {
-		return "", fmt.Errorf("digest algorithm %s is not supported", d.Algorithm())
+	if !supportedAlgorithm(d.Algorithm()) {
+		return "", fmt.Errorf("digest algorithm %s is not supported (sha256 or sha512)", d.Algorithm())
 	}
 	return d, nil
+}
+
+// supportedAlgorithm tells whether alg is one of the two the OCI specs
+// register. go-digest also knows sha384, which no client uses; refusing
+// it keeps every endpoint's answer to it the same clear 400.
+func supportedAlgorithm(alg digest.Algorithm) bool {
+	return alg == digest.SHA256 || alg == digest.SHA512
 }
 
 func blobDataPath(d digest.Digest) string {

@@ -179,6 +179,20 @@ func TestSha512EndToEnd(t *testing.T) {
 	}
 }
 
+// sha384 is known to go-digest but registered by no OCI spec: every
+// endpoint refuses it alike.
+func TestSha384Refused(t *testing.T) {
+	c := newClient(t, inmemory.New(), Options{})
+	d := digest.SHA384.FromString("x").String()
+	c.want(c.do("POST", "/v2/r/blobs/uploads/?digest-algorithm=sha384", nil), http.StatusBadRequest, "DIGEST_INVALID")
+	c.want(c.do("POST", "/v2/r/blobs/uploads/?digest="+d, []byte("x")), http.StatusBadRequest, "DIGEST_INVALID")
+	loc := c.do("POST", "/v2/r/blobs/uploads/", nil).Header().Get("Location")
+	c.want(c.do("PUT", loc+"?digest="+d, []byte("x")), http.StatusBadRequest, "DIGEST_INVALID")
+	c.want(c.do("GET", "/v2/r/blobs/"+d, nil), http.StatusBadRequest, "DIGEST_INVALID")
+	c.want(c.do("GET", "/v2/r/manifests/"+d, nil), http.StatusBadRequest, "DIGEST_INVALID")
+	c.want(c.do("PUT", "/v2/r/manifests/"+d, []byte(`{}`)), http.StatusBadRequest, "DIGEST_INVALID")
+}
+
 func TestManifestRules(t *testing.T) {
 	c := newClient(t, inmemory.New(), Options{})
 	missing := digest.FromString("never pushed")

@@ -38,8 +38,8 @@ func (g *Registry) startUpload(w http.ResponseWriter, r *http.Request, rt route)
 	alg := digest.Canonical
 	if a := q.Get("digest-algorithm"); a != "" {
 		alg = digest.Algorithm(a)
-		if !alg.Available() {
-			return newError(errDigestInvalid, "digest algorithm %q is not supported", a)
+		if !supportedAlgorithm(alg) {
+			return newError(errDigestInvalid, "digest algorithm %q is not supported (sha256 or sha512)", a)
 		}
 	}
 	var want digest.Digest
