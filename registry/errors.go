@@ -30,11 +30,18 @@ var (
 	errNameInvalid         = errorCode{"NAME_INVALID", http.StatusBadRequest}
 	errNameUnknown         = errorCode{"NAME_UNKNOWN", http.StatusNotFound}
 	errUnsupported         = errorCode{"UNSUPPORTED", http.StatusMethodNotAllowed}
-	errRangeInvalid        = errorCode{"BLOB_UPLOAD_INVALID", http.StatusRequestedRangeNotSatisfiable}
-	// The spec has no code for a download's unsatisfiable range; this is
-	// distribution's, which the clients built on its error codes know.
-	errRangeNotSatisfiable = errorCode{"RANGE_INVALID", http.StatusRequestedRangeNotSatisfiable}
 	errTooLarge            = errorCode{"SIZE_INVALID", http.StatusRequestEntityTooLarge}
+	// A path that is no endpoint: the code for what is not implemented,
+	// with the status of a missing resource.
+	errNoEndpoint = errorCode{"UNSUPPORTED", http.StatusNotFound}
+	// An upload's chunk that does not continue it: the spec asks for 416.
+	errRangeInvalid = errorCode{"BLOB_UPLOAD_INVALID", http.StatusRequestedRangeNotSatisfiable}
+)
+
+// Where the spec has no code, distribution's, which clients built on its
+// error codes know.
+var (
+	errRangeNotSatisfiable = errorCode{"RANGE_INVALID", http.StatusRequestedRangeNotSatisfiable}
 	errPaginationInvalid   = errorCode{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest}
 )
 

@@ -151,7 +151,7 @@ func TestHealthAndMetrics(t *testing.T) {
 	}
 
 	hidden := &client{t: t, h: New(drv, Options{HideMetrics: true})}
-	hidden.want(hidden.do("GET", "/metrics", nil), http.StatusNotFound, "NOT_FOUND")
+	hidden.want(hidden.do("GET", "/metrics", nil), http.StatusNotFound, "UNSUPPORTED")
 }
 
 // stuckDriver is a storage driver whose Stat ignores its context and

@@ -135,7 +135,7 @@ func (g *Registry) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !strings.HasPrefix(p, "/v2/") {
-		writeError(w, r, newError(errorCode{"NOT_FOUND", http.StatusNotFound}, "no such endpoint %s", p))
+		writeError(w, r, newError(errNoEndpoint, "no such endpoint %s", p))
 		return
 	}
 	p = strings.TrimPrefix(p, "/v2/")
@@ -145,7 +145,7 @@ func (g *Registry) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	rt, ok := parseRoute(p)
 	if !ok {
-		writeError(w, r, newError(errorCode{"NOT_FOUND", http.StatusNotFound}, "no such endpoint /v2/%s", p))
+		writeError(w, r, newError(errNoEndpoint, "no such endpoint /v2/%s", p))
 		return
 	}
 	if !validName(rt.name) {

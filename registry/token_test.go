@@ -178,7 +178,7 @@ func TestTokenFlow(t *testing.T) {
 		t.Errorf("token endpoint challenge %q", got)
 	}
 	plain := newClient(t, inmemory.New(), Options{})
-	plain.want(plain.do("GET", "/token", nil), http.StatusNotFound, "NOT_FOUND")
+	plain.want(plain.do("GET", "/token", nil), http.StatusNotFound, "UNSUPPORTED")
 }
 
 // TestTokenPOST is the OAuth2 form of the token endpoint, which
