@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -269,26 +268,7 @@ func TestCacheBootRaceRebuild(t *testing.T) {
 	dir := cacheDir(t)
 	first := rootfsOnce(t, openBoot(t, dir, boot("A")), b, layers...)
 	lose(t, filepath.Join(first.Dir, "l2/f299"))
-	const n = 4
-	dirs := make([]string, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			c, err := unpack.OpenCache(context.Background(), dir, unpack.Options{}, boot("B"))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			l, err := c.Rootfs(context.Background(), b, layers)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			dirs[i] = l.Dir
-			l.Release()
-		})
-	}
-	wg.Wait()
+	dirs := raceRootfs(t, 4, dir, b, layers, boot("B"))
 	for _, l := range layers {
 		if got := b.openCount(l.Digest); got != 2 {
 			t.Errorf("layer %s applied %d times, want twice: once per boot", l.Digest, got)

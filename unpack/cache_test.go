@@ -151,13 +151,27 @@ func TestCacheConcurrent(t *testing.T) {
 			}
 		}))
 	}
-	dir := cacheDir(t)
-	const n = 4
+	dirs := raceRootfs(t, 4, cacheDir(t), b, layers)
+	for _, l := range layers {
+		if got := b.openCount(l.Digest); got != 1 {
+			t.Errorf("layer %s applied %d times, want once", l.Digest, got)
+		}
+	}
+	for i := range dirs {
+		if dirs[i] != dirs[0] {
+			t.Errorf("Rootfs %d got %s, Rootfs 0 got %s", i, dirs[i], dirs[0])
+		}
+	}
+}
+
+// raceRootfs has n Caches on dir, each with its own lock descriptors as
+// processes have, ask for layers at once, and returns the trees they got.
+func raceRootfs(t *testing.T, n int, dir string, b *memBlobs, layers []manifest.LayerDesc, opts ...unpack.CacheOption) []string {
 	dirs := make([]string, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			c, err := unpack.OpenCache(context.Background(), dir, unpack.Options{})
+			c, err := unpack.OpenCache(context.Background(), dir, unpack.Options{}, opts...)
 			if err != nil {
 				t.Error(err)
 				return
@@ -172,16 +186,7 @@ func TestCacheConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	for _, l := range layers {
-		if got := b.openCount(l.Digest); got != 1 {
-			t.Errorf("layer %s applied %d times, want once", l.Digest, got)
-		}
-	}
-	for i := range dirs {
-		if dirs[i] != dirs[0] {
-			t.Errorf("Rootfs %d got %s, Rootfs 0 got %s", i, dirs[i], dirs[0])
-		}
-	}
+	return dirs
 }
 
 // TestCacheLeaseVsPrune: Prune spares a leased chain (and the parents of
