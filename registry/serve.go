@@ -12,7 +12,8 @@ import (
 
 // Serve answers the registry's API on ln (with TLS when Options.TLS is
 // set) until ctx is done, then stops accepting connections and lets
-// requests in flight finish for up to grace before closing what is left.
+// requests in flight finish for up to grace before closing what is left
+// (and waiting, within closeWait, for the handlers cut off to return).
 // Meanwhile it purges abandoned upload sessions (Options.UploadTTL) at
 // start and hourly.
 func (g *Registry) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
@@ -34,8 +35,9 @@ func (g *Registry) ServeMetrics(ctx context.Context, ln net.Listener, grace time
 }
 
 func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, tlsConfig *tls.Config, grace time.Duration, what string) error {
+	running := &inflight{h: h}
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           running,
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -59,7 +61,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, tlsConfig *
 	defer cancel()
 	err := srv.Shutdown(shutdown)
 	if errors.Is(err, context.DeadlineExceeded) {
-		err = srv.Close()
+		err = errors.Join(srv.Close(), running.wait(closeWait))
 	}
 	if serr := <-done; !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
