@@ -37,10 +37,7 @@ func TestBuildCorpus(t *testing.T) {
 	}
 	c := newCLI(t)
 	corpusBase(t, c)
-	work := t.TempDir()
-	for _, p := range []string{work, filepath.Dir(work), filepath.Dir(binary)} {
-		os.Chmod(p, 0o755)
-	}
+	work := nobodyDir(t)
 	if os.Getuid() == 0 {
 		chownTree(t, c.root, nobody)
 		c.uid = nobody

@@ -38,10 +38,7 @@ func TestBuildGit(t *testing.T) {
 func testBuildGit(t *testing.T, uid int) {
 	c := newCLI(t)
 	busyboxBase(t, c)
-	base := t.TempDir()
-	for _, p := range []string{base, filepath.Dir(base), filepath.Dir(binary)} {
-		os.Chmod(p, 0o755)
-	}
+	base := nobodyDir(t)
 	served := filepath.Join(base, "served")
 	work := filepath.Join(base, "work")
 	daemon := testgit.Daemon(t, served, func(cmd *exec.Cmd) {

@@ -60,10 +60,7 @@ func testBuildGitAuth(t *testing.T, uid int) {
 	rand.Read(random)
 	token := "ghs_" + hex.EncodeToString(random)
 	header := "basic " + base64.StdEncoding.EncodeToString([]byte("x-access-token:"+token))
-	base := t.TempDir()
-	for _, p := range []string{base, filepath.Dir(base), filepath.Dir(binary)} {
-		os.Chmod(p, 0o755)
-	}
+	base := nobodyDir(t)
 	served := filepath.Join(base, "served")
 	url, ca := privateGitServer(t, served, header)
 

@@ -2,12 +2,10 @@ package main_test
 
 import (
 	"bufio"
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -22,10 +20,7 @@ func TestBuildUnprivileged(t *testing.T) {
 	}
 	c := newCLI(t)
 	busyboxBase(t, c)
-	base := t.TempDir()
-	for _, p := range []string{base, filepath.Dir(base), filepath.Dir(binary)} {
-		os.Chmod(p, 0o755)
-	}
+	base := nobodyDir(t)
 	dir := writeContext(t, filepath.Join(base, "ctx"), map[string]string{
 		"Dockerfile": "FROM base:1\nCOPY --chown=app:staff app.conf /etc/app.conf\nCOPY app.conf /usr/lib/app/\n" +
 			"RUN echo ran > /ran && mkdir /data\nRUN --mount=type=tmpfs,target=/usr/lib/tmp true\nUSER app\nRUN true\n",
@@ -36,22 +31,12 @@ func TestBuildUnprivileged(t *testing.T) {
 	c.env = append(c.env, epoch)
 	asRoot := strings.TrimSpace(c.ok("build", "-t", "root:1", dir))
 
-	chownTree(t, c.root, nobody)
-	// --no-cache: the steps must run as uid 65534, not come from root's build.
-	cmd := exec.Command(binary, "--root", c.root, "--progress", "plain", "build", "--no-cache", "-t", "nobody:1", dir)
-	cmd.Env = []string{"HOME=" + base, "PATH=/usr/sbin:/usr/bin:/sbin:/bin", epoch}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("build as uid %d: %v\n%s", nobody, err, stderr.String())
-	}
+	got, log := buildAsNobody(t, c, base, "nobody:1", dir, epoch)
 	// Without subordinate ids USER cannot be switched to, and the build says so.
-	if !strings.Contains(stderr.String(), "running as root of the user namespace instead") {
-		t.Errorf("no word about USER being ignored:\n%s", stderr.String())
+	if !strings.Contains(log, "running as root of the user namespace instead") {
+		t.Errorf("no word about USER being ignored:\n%s", log)
 	}
-	if got := strings.TrimSpace(string(out)); got != asRoot {
+	if got != asRoot {
 		t.Errorf("built as uid %d: %s; as root: %s", nobody, got, asRoot)
 	}
 	files := exportFiles(t, c, "nobody:1")

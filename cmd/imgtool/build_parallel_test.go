@@ -1,13 +1,10 @@
 package main_test
 
 import (
-	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -34,10 +31,7 @@ func TestBuildParallelStages(t *testing.T) {
 	}
 	c := newCLI(t)
 	busyboxBase(t, c)
-	base := t.TempDir()
-	for _, p := range []string{base, filepath.Dir(base), filepath.Dir(binary)} {
-		os.Chmod(p, 0o755)
-	}
+	base := nobodyDir(t)
 	dir := writeContext(t, filepath.Join(base, "ctx"), map[string]string{"Dockerfile": parallelDockerfile})
 	chownTree(t, base, nobody)
 	const epoch = "SOURCE_DATE_EPOCH=1700000000"
@@ -61,17 +55,8 @@ func TestBuildParallelStages(t *testing.T) {
 		t.Errorf("second build: %s, first %s", d, first)
 	}
 
-	chownTree(t, c.root, nobody)
-	cmd := exec.Command(binary, "--root", c.root, "--progress", "plain", "build", "--no-cache", "-t", "nobody:1", dir)
-	cmd.Env = []string{"HOME=" + base, "PATH=/usr/sbin:/usr/bin:/sbin:/bin", epoch}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("build as uid %d: %v\n%s", nobody, err, stderr.String())
-	}
-	if got := strings.TrimSpace(string(out)); got != first {
+	got, _ := buildAsNobody(t, c, base, "nobody:1", dir, epoch)
+	if got != first {
 		t.Errorf("built as uid %d: %s; as root: %s", nobody, got, first)
 	}
 }

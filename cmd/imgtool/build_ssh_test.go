@@ -97,10 +97,7 @@ func testBuildSSH(t *testing.T, uid int) {
 	}
 	c := newCLI(t)
 	busyboxBase(t, c)
-	base := t.TempDir()
-	for _, p := range []string{base, filepath.Dir(base), filepath.Dir(binary)} {
-		os.Chmod(p, 0o755)
-	}
+	base := nobodyDir(t)
 	keys := filepath.Join(base, "keys")
 	os.Mkdir(keys, 0o700)
 	agentKey, agentFP := sshKeygen(t, keys, "agent-key", "")

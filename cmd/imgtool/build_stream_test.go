@@ -1,12 +1,9 @@
 package main_test
 
 import (
-	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -19,10 +16,7 @@ func TestBuildStreamedCopyUnprivileged(t *testing.T) {
 		t.Fatal("needs root to build as root and as uid 65534 and compare: run the suite as root (CI does: sudo make test)")
 	}
 	c := newCLI(t)
-	base := t.TempDir()
-	for _, p := range []string{base, filepath.Dir(base), filepath.Dir(binary)} {
-		os.Chmod(p, 0o755)
-	}
+	base := nobodyDir(t)
 	dir := writeContext(t, filepath.Join(base, "ctx"), map[string]string{
 		"Dockerfile": "FROM scratch\nCOPY --chown=1000:50 app /app/\nCOPY --chmod=0755 tool /usr/local/bin/\n",
 		"app/a.txt":  "a", "app/sub/b.txt": "b", "tool/tool": "#!/bin/sh\n",
@@ -40,17 +34,8 @@ func TestBuildStreamedCopyUnprivileged(t *testing.T) {
 	c.env = append(c.env, epoch)
 	asRoot := strings.TrimSpace(c.ok("build", "-t", "root:1", dir))
 
-	chownTree(t, c.root, nobody)
-	cmd := exec.Command(binary, "--root", c.root, "--progress", "plain", "build", "--no-cache", "-t", "nobody:1", dir)
-	cmd.Env = []string{"HOME=" + base, "PATH=/usr/sbin:/usr/bin:/sbin:/bin", epoch}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("build as uid %d: %v\n%s", nobody, err, stderr.String())
-	}
-	if got := strings.TrimSpace(string(out)); got != asRoot {
+	got, _ := buildAsNobody(t, c, base, "nobody:1", dir, epoch)
+	if got != asRoot {
 		t.Errorf("built as uid %d: %s; as root: %s", nobody, got, asRoot)
 	}
 	files := exportFiles(t, c, "nobody:1")
