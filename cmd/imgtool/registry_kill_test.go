@@ -3,8 +3,10 @@ package main_test
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"net/http"
@@ -138,36 +140,57 @@ func patch(t *testing.T, addr, loc string, data []byte, contentRange string, wan
 	}
 }
 
-// checkBlobsVerified hashes every blob in the registry's storage: each
-// must match the digest it is stored under.
-func checkBlobsVerified(t *testing.T, root string) {
+// checkBlobsVerified hashes every blob in the registry's storage, under
+// whichever digest algorithm directory it is: each must match the digest
+// it is stored under. It returns how many blobs each algorithm holds.
+func checkBlobsVerified(t *testing.T, root string) map[string]int {
 	t.Helper()
-	n := 0
+	counts := map[string]int{}
 	err := filepath.WalkDir(filepath.Join(root, "registry"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() != "data" || !strings.Contains(p, "/blobs/sha256/") {
+		// blobs/<algorithm>/<first two hex>/<hex>/data
+		parts := strings.Split(filepath.ToSlash(p), "/")
+		n := len(parts)
+		if err != nil || d.IsDir() || n < 5 || parts[n-1] != "data" || parts[n-5] != "blobs" {
 			return err
+		}
+		alg, enc := parts[n-4], parts[n-2]
+		h, ok := blobHash(alg)
+		if !ok || !strings.HasPrefix(enc, parts[n-3]) {
+			t.Errorf("%s: not where a verifiable blob is stored", p)
+			return nil
 		}
 		f, err := os.Open(p)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		h := sha256.New()
 		if _, err := io.Copy(h, f); err != nil {
 			return err
 		}
-		if got, want := hex.EncodeToString(h.Sum(nil)), filepath.Base(filepath.Dir(p)); got != want {
-			t.Errorf("blob %s holds content %s", want, got)
+		if got := hex.EncodeToString(h.Sum(nil)); got != enc {
+			t.Errorf("blob %s:%s holds content %s", alg, enc, got)
 		}
-		n++
+		counts[alg]++
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n == 0 {
+	if len(counts) == 0 {
 		t.Fatal("no blobs stored")
 	}
+	return counts
+}
+
+// blobHash returns a hash for the digest algorithms the registry verifies.
+func blobHash(alg string) (hash.Hash, bool) {
+	switch alg {
+	case "sha256":
+		return sha256.New(), true
+	case "sha512":
+		return sha512.New(), true
+	}
+	return nil, false
 }
 
 func pullAndVerify(t *testing.T, ref name.Reference, want v1.Image) {
