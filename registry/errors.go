@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"syscall"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 )
@@ -92,4 +93,17 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 func isNotFound(err error) bool {
 	var nf storagedriver.PathNotFoundError
 	return errors.As(err, &nf)
+}
+
+// isRefilled tells whether deleting a directory failed because something
+// was written into it while it was being emptied: on the filesystem
+// driver, rmdir's ENOTEMPTY, which distribution's storagedriver.Error
+// carries without unwrapping. (Object stores delete key by key and never
+// report it.)
+func isRefilled(err error) bool {
+	var de storagedriver.Error
+	if errors.As(err, &de) {
+		err = de.Detail
+	}
+	return errors.Is(err, syscall.ENOTEMPTY)
 }

@@ -224,14 +224,21 @@ var errHold = errors.New("garbage collection: the second scan outlasted the mark
 // their referrer entries first (so no revision ever names content
 // already deleted), then blobs with their links, until deadline.
 func (g *Registry) sweep(ctx context.Context, s *snapshot, p *gcPlan, deadline time.Time, rep *GCReport) error {
-	del := func(what, p string) error {
+	// del deletes p; gone is false when a writer put something in p while
+	// it was being deleted (a push linking the blob again, or moving it
+	// into place): that writer's guard already restores whatever this
+	// run deleted, so the run leaves p as the writer made it and goes on.
+	del := func(what, p string) (gone bool, err error) {
 		if time.Now().After(deadline) {
-			return errHold
+			return false, errHold
 		}
 		if err := g.driver.Delete(ctx, p); err != nil && !isNotFound(err) {
-			return fmt.Errorf("garbage collection: delete %s: %w", what, err)
+			if isRefilled(err) {
+				return false, nil
+			}
+			return false, fmt.Errorf("garbage collection: delete %s: %w", what, err)
 		}
-		return nil
+		return true, nil
 	}
 	for name, ds := range p.manifests {
 		r := s.repos[name]
@@ -244,27 +251,34 @@ func (g *Registry) sweep(ctx context.Context, s *snapshot, p *gcPlan, deadline t
 		for _, d := range ds {
 			if doc := s.docs[d]; doc != nil && doc.Subject != nil {
 				entry := path.Dir(referrerLinkPath(name, doc.Subject.Digest, d))
-				if err := del("referrer "+d.String()+" of "+name, entry); err != nil {
+				if _, err := del("referrer "+d.String()+" of "+name, entry); err != nil {
 					return err
 				}
 				delete(subjects, entry)
 			}
 			for entry := range subjects {
 				if path.Base(entry) == d.Encoded() && path.Base(path.Dir(entry)) == string(d.Algorithm()) {
-					if err := del("referrer "+d.String()+" of "+name, entry); err != nil {
+					if _, err := del("referrer "+d.String()+" of "+name, entry); err != nil {
 						return err
 					}
 				}
 			}
-			if err := del("manifest "+d.String()+" of "+name, path.Dir(revisionLinkPath(name, d))); err != nil {
+			gone, err := del("manifest "+d.String()+" of "+name, path.Dir(revisionLinkPath(name, d)))
+			if err != nil {
 				return err
 			}
-			rep.Manifests++
+			if gone {
+				rep.Manifests++
+			}
 		}
 	}
 	for d, size := range p.blobs {
-		if err := del("blob "+d.String(), path.Dir(blobDataPath(d))); err != nil {
+		gone, err := del("blob "+d.String(), path.Dir(blobDataPath(d)))
+		if err != nil {
 			return err
+		}
+		if !gone {
+			continue // stored again meanwhile: its links stay with it
 		}
 		rep.Blobs++
 		rep.Bytes += size
@@ -272,10 +286,13 @@ func (g *Registry) sweep(ctx context.Context, s *snapshot, p *gcPlan, deadline t
 			if _, ok := r.links[d]; !ok {
 				continue
 			}
-			if err := del("link to "+d.String()+" in "+name, path.Dir(layerLinkPath(name, d))); err != nil {
+			gone, err := del("link to "+d.String()+" in "+name, path.Dir(layerLinkPath(name, d)))
+			if err != nil {
 				return err
 			}
-			rep.Links++
+			if gone {
+				rep.Links++
+			}
 		}
 	}
 	return nil
