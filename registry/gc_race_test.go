@@ -44,7 +44,13 @@ func TestGCWhilePushing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	const pushers, perPusher, attempts = 4, 6, 10
+	// With no grace period a collection deletes whatever no manifest
+	// names yet, so a push whose blobs went between its upload and its
+	// manifest fails and is retried; with collections back to back a
+	// push can lose that race many times in a row on a loaded machine, so
+	// the attempts are generous and each collection is followed by a
+	// short pause (a real collection loop waits far longer).
+	const pushers, perPusher, attempts, pause = 4, 6, 30, 5 * time.Millisecond
 	var (
 		mu       sync.Mutex
 		done     []pushed
@@ -71,6 +77,11 @@ func TestGCWhilePushing(t *testing.T) {
 			gcRuns++
 			gcTotals.Manifests += rep.Manifests
 			gcTotals.Blobs += rep.Blobs
+			select {
+			case <-stop:
+				return
+			case <-time.After(pause):
+			}
 		}
 	}()
 	for p := range pushers {
