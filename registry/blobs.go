@@ -94,8 +94,8 @@ func (g *Registry) getBlob(w http.ResponseWriter, r *http.Request, rt route) err
 // range unit other than bytes is ignored (the whole blob is sent), and so
 // is a header that does not parse or that asks for several ranges, which
 // a server may ignore and a registry has no use for (clients ask for one
-// range, to resume). Only a range that starts past the blob's end, or an
-// empty suffix, cannot be satisfied: that is the 416.
+// range, to resume). A range that starts past the blob's end, one that
+// ends before it starts, and an empty suffix get the 416.
 func parseRange(header string, size int64) (start, end int64, partial bool, err error) {
 	whole := func() (int64, int64, bool, error) { return 0, size, false, nil }
 	unit, spec, ok := strings.Cut(header, "=")
@@ -126,8 +126,14 @@ func parseRange(header string, size int64) (start, end int64, partial bool, err 
 	end = size
 	if last != "" {
 		l, err := parseRangePos(last)
-		if err != nil || l < start {
-			return whole() // RFC 9110: an invalid range-spec, ignored
+		if err != nil {
+			return whole()
+		}
+		if l < start {
+			// Invalid by RFC 9110, which lets a server ignore or reject
+			// it; the OCI conformance suite wants it rejected, as Go's
+			// net/http does.
+			return 0, 0, false, unsatisfiable
 		}
 		end = min(l+1, size)
 	}

@@ -243,7 +243,6 @@ func TestBadNamesAndRanges(t *testing.T) {
 		// serve is ignored, and the whole blob sent.
 		{"lines=1-2", "0123456789", "", http.StatusOK},
 		{"bytes=x-", "0123456789", "", http.StatusOK},
-		{"bytes=5-2", "0123456789", "", http.StatusOK},
 		{"bytes=+1-2", "0123456789", "", http.StatusOK},
 		{"bytes=0-1,3-4", "0123456789", "", http.StatusOK},
 		{"bytes", "0123456789", "", http.StatusOK},
@@ -251,6 +250,8 @@ func TestBadNamesAndRanges(t *testing.T) {
 		{"bytes=10-", "", "bytes */10", http.StatusRequestedRangeNotSatisfiable},
 		{"bytes=10-20", "", "bytes */10", http.StatusRequestedRangeNotSatisfiable},
 		{"bytes=-0", "", "bytes */10", http.StatusRequestedRangeNotSatisfiable},
+		// Ends before it starts: the conformance suite's "range 500-0".
+		{"bytes=5-2", "", "bytes */10", http.StatusRequestedRangeNotSatisfiable},
 	} {
 		w := c.do("GET", "/v2/ok/blobs/"+d.String(), nil, "Range", tc.rng)
 		if w.Code != tc.status || w.Header().Get("Content-Range") != tc.contentRange ||
