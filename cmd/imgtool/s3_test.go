@@ -169,8 +169,12 @@ func alternate(t *testing.T, addrs ...string) string {
 func s3Client(t *testing.T) *s3.S3 {
 	t.Helper()
 	env := s3Env(t)
+	// A client of its own: given none, the SDK sets the CA bundle of the
+	// environment on http.DefaultClient's transport, racing with the
+	// tests that use that client meanwhile.
 	sess, err := session.NewSession(aws.NewConfig().
 		WithEndpoint(env["S3_ENDPOINT"]).WithRegion(env["S3_REGION"]).WithS3ForcePathStyle(true).
+		WithHTTPClient(&http.Client{}).
 		WithCredentials(credentials.NewStaticCredentials(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], "")))
 	if err != nil {
 		t.Fatal(err)
