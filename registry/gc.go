@@ -19,7 +19,8 @@ package registry
 // How a collection runs:
 //  1. cutoff = start - Grace; scan everything (S1) and plan (P1).
 //  2. Put a sweep marker on every digest in P1 (gcguard.go).
-//  3. Scan again (S2), plan (P2), and delete only what is in both plans:
+//  3. Scan again (S2), plan (P2; what S1 did not see counts as new), and
+//     delete only what is in both plans:
 //     revisions and referrer entries, then blob content, then the links
 //     to deleted blobs; stop deleting markerHold after step 2.
 //  4. Rewrite the "done" record, then remove the markers.
@@ -55,8 +56,12 @@ package registry
 //   - If S1 and S2 both saw M and M was not written again after S2: G
 //     deleted x, so neither scan kept M (a kept M marks all it names),
 //     so M was in P1 and P2 and G deleted M too: contradiction.
-//   - If S2 saw M but S1 did not: M was written after S1 began, so after
-//     cutoff, so S2 kept M and marked what it names: contradiction.
+//   - If S2 saw M but S1 did not (or saw it with another time): M was
+//     written after S1 began, and the plan from S2 keeps every such
+//     revision as a root, comparing with S1 rather than with cutoff
+//     (storage timestamps may lag the collection's clock: a file's mtime
+//     trails it by up to a kernel tick), so it marked what M names:
+//     contradiction. (Likewise a blob or link that S2 sees new is kept.)
 //   - Otherwise M was written by a PUT whose commit C came after S2
 //     listed M's repository, so after W. If that PUT failed, it took M
 //     back (whatever failed), so M exists only if some PUT answered 201;
@@ -158,7 +163,7 @@ func (g *Registry) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 		return rep, err
 	}
 	rep.Repositories = len(s.repos)
-	p := s.plan(opts.DeleteUntagged, cutoff)
+	p := s.plan(opts.DeleteUntagged, cutoff, nil)
 	if opts.DryRun {
 		rep.count(s, p)
 	} else if !p.empty() {
@@ -212,7 +217,7 @@ func (g *Registry) collect(ctx context.Context, s1 *snapshot, p1 *gcPlan, delete
 	if err != nil {
 		return err
 	}
-	p := p1.intersect(s2.plan(deleteUntagged, cutoff))
+	p := p1.intersect(s2.plan(deleteUntagged, cutoff, s1))
 	return g.sweep(ctx, s2, p, marked.Add(markerHold), rep)
 }
 

@@ -295,7 +295,7 @@ func TestKeepRules(t *testing.T) {
 				s, ref, _ := strings.Cut(e, ">")
 				r.referrers[d(s)] = append(r.referrers[d(s)], d(ref))
 			}
-			kept := r.keep(docs, true, cutoff)
+			kept := r.keep(docs, true, cutoff, nil)
 			want := map[digest.Digest]bool{}
 			for _, k := range tt.keep {
 				want[d(k)] = true
@@ -305,7 +305,7 @@ func TestKeepRules(t *testing.T) {
 					t.Errorf("%s: kept %v, want %v", name, kept[d(name)], want[d(name)])
 				}
 			}
-			if all := r.keep(docs, false, cutoff); len(all) != len(tt.docs) {
+			if all := r.keep(docs, false, cutoff, nil); len(all) != len(tt.docs) {
 				t.Errorf("without delete-untagged kept %d of %d", len(all), len(tt.docs))
 			}
 		})

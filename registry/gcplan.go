@@ -38,16 +38,26 @@ func (p *gcPlan) digests() []digest.Digest {
 
 func (p *gcPlan) empty() bool { return len(p.manifests) == 0 && len(p.blobs) == 0 }
 
-// plan decides, from snapshot s alone, what to delete: with
-// deleteUntagged the revisions no kept manifest needs (see keep), and the
-// blobs that no kept manifest references and that nothing wrote or linked
-// at or after cutoff.
-func (s *snapshot) plan(deleteUntagged bool, cutoff time.Time) *gcPlan {
+// plan decides what to delete from snapshot s: with deleteUntagged the
+// revisions no kept manifest needs (see keep), and the blobs that no kept
+// manifest references and that nothing wrote or linked at or after cutoff.
+// before is nil for a collection's first scan; for its second, it is the
+// first: whatever the second scan sees that the first did not, or sees
+// written again, was written while the collection ran and counts as
+// written after cutoff, whatever its timestamp says. Storage timestamps
+// can lag the collection's clock (a filesystem's mtime trails the clock
+// by up to a kernel tick; another machine's clock may be behind), and
+// gc.go's argument needs "not in the first scan" to mean "kept by the
+// second" exactly: else, with a short grace period, a manifest pushed
+// during the first scan kept its revision while its content and the
+// blobs it names, counted as garbage by both scans, were deleted.
+func (s *snapshot) plan(deleteUntagged bool, cutoff time.Time, before *snapshot) *gcPlan {
 	p := &gcPlan{manifests: map[string][]digest.Digest{}, blobs: map[digest.Digest]int64{}}
 	marked := map[digest.Digest]bool{}
 	newestLink := map[digest.Digest]time.Time{}
 	for name, r := range s.repos {
-		kept := r.keep(s.docs, deleteUntagged, cutoff)
+		prev := before.repo(name)
+		kept := r.keep(s.docs, deleteUntagged, cutoff, prev)
 		for d := range r.revisions {
 			if !kept[d] {
 				p.manifests[name] = append(p.manifests[name], d)
@@ -62,6 +72,9 @@ func (s *snapshot) plan(deleteUntagged bool, cutoff time.Time) *gcPlan {
 			}
 		}
 		for d, mod := range r.links {
+			if prev != nil && !unchanged(prev.links, d, mod) {
+				marked[d] = true // linked while the collection ran
+			}
 			if mod.After(newestLink[d]) {
 				newestLink[d] = mod
 			}
@@ -71,9 +84,32 @@ func (s *snapshot) plan(deleteUntagged bool, cutoff time.Time) *gcPlan {
 		if marked[d] || !b.mod.Before(cutoff) || !newestLink[d].Before(cutoff) {
 			continue
 		}
+		if before != nil {
+			if was, ok := before.blobs[d]; !ok || !was.mod.Equal(b.mod) {
+				continue // stored while the collection ran
+			}
+		}
 		p.blobs[d] = b.size
 	}
 	return p
+}
+
+// repo is repository name as s saw it: nil when s is nil (no earlier
+// scan to compare with), empty when s did not see the repository.
+func (s *snapshot) repo(name string) *repoState {
+	if s == nil {
+		return nil
+	}
+	if r := s.repos[name]; r != nil {
+		return r
+	}
+	return newRepoState()
+}
+
+// unchanged says whether an earlier scan saw d in files with time mod.
+func unchanged(files map[digest.Digest]time.Time, d digest.Digest, mod time.Time) bool {
+	was, ok := files[d]
+	return ok && was.Equal(mod)
 }
 
 // references lists the blobs and manifests a manifest needs: config,
@@ -100,8 +136,11 @@ func (m *manifestDoc) references() []digest.Digest {
 // and a push by digest may be tagged later); then, transitively, the
 // children of a kept index and the referrers of a kept manifest. An
 // untagged referrer of an untagged, unreferenced subject goes with its
-// subject. A revision whose content cannot be read is kept.
-func (r *repoState) keep(docs map[digest.Digest]*manifestDoc, deleteUntagged bool, cutoff time.Time) map[digest.Digest]bool {
+// subject. A revision whose content cannot be read is kept. With prev
+// (the repository in an earlier scan of the same collection), so is
+// every revision prev did not see, or saw with another time: it was
+// written since, so after cutoff (see plan).
+func (r *repoState) keep(docs map[digest.Digest]*manifestDoc, deleteUntagged bool, cutoff time.Time, prev *repoState) map[digest.Digest]bool {
 	kept := map[digest.Digest]bool{}
 	if !deleteUntagged {
 		for d := range r.revisions {
@@ -122,7 +161,7 @@ func (r *repoState) keep(docs map[digest.Digest]*manifestDoc, deleteUntagged boo
 	}
 	for d, mod := range r.revisions {
 		doc := docs[d]
-		if doc == nil || !mod.Before(cutoff) {
+		if doc == nil || !mod.Before(cutoff) || (prev != nil && !unchanged(prev.revisions, d, mod)) {
 			push(d)
 		}
 		if doc != nil && doc.Subject != nil {
