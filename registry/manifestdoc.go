@@ -90,6 +90,14 @@ func (g *Registry) checkReferences(ctx context.Context, name string, m *manifest
 		} else if err != nil {
 			return err
 		}
+		// The child's content too, not only its revision: a revision
+		// without content (storage damaged by hand, or a collection bug)
+		// must not be named by a new index that would then not pull.
+		if _, err := g.globalBlobSize(ctx, d.Digest); errors.As(err, &ae) {
+			return newError(errManifestBlobUnknown, "manifest %s of %s has lost its content; push it again before the index", d.Digest, name)
+		} else if err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"strings"
 	"testing"
 
@@ -336,4 +337,22 @@ func TestParseRoute(t *testing.T) {
 	if _, ok := parseRoute("a/b"); ok {
 		t.Error("a/b routed")
 	}
+}
+
+// TestIndexNeedsItsChildrensContent: an index naming a child manifest
+// whose revision is there but whose content is gone is refused, so that
+// no new push names a child that cannot be pulled.
+func TestIndexNeedsItsChildrensContent(t *testing.T) {
+	drv := inmemory.New()
+	c := newClient(t, drv, Options{})
+	child, _ := c.pushImage("r", "child", nil, "")
+	other, _ := c.pushImage("r", "other", nil, "")
+	c.pushIndex("r", "whole", child, other)
+	if err := drv.Delete(context.Background(), path.Dir(blobDataPath(child))); err != nil {
+		t.Fatal(err)
+	}
+	idx := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"manifests":[{"mediaType":%q,"digest":%q,"size":1}]}`,
+		ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest, child)
+	c.want(c.do("PUT", "/v2/r/manifests/broken", []byte(idx), "Content-Type", ocispec.MediaTypeImageIndex), http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN")
+	c.want(c.do("HEAD", "/v2/r/manifests/broken", nil), http.StatusNotFound, "")
 }
