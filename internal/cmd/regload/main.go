@@ -47,6 +47,7 @@ func main() {
 	flag.IntVar(&l.n, "n", 8, "blobs or images")
 	flag.IntVar(&l.c, "c", 8, "concurrent connections")
 	flag.Int64Var(&l.size, "size", 128<<20, "blob size in bytes")
+	first := flag.Int("first", 0, "number of the first blob: rounds of blobs-push with -first 0, n, 2n ... push distinct blobs")
 	dur := flag.Duration("duration", 10*time.Second, "how long head runs")
 	flag.Parse()
 	l.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: l.c, MaxConnsPerHost: l.c, DisableCompression: true}}
@@ -54,7 +55,7 @@ func main() {
 	var big *bigBlobs
 	var err error
 	if strings.HasPrefix(*mode, "blobs-") {
-		if big, err = newBigBlobs(l.n, l.size); err != nil {
+		if big, err = newBigBlobs(*first, l.n, l.size); err != nil {
 			fmt.Fprintf(os.Stderr, "regload: %v\n", err)
 			os.Exit(1)
 		}
@@ -130,14 +131,15 @@ func (b blob) digest() (string, error) {
 // server, and so squeeze the servers' ratios towards 1.
 type bigBlobs struct {
 	body    []byte
-	digests []string
+	first   int      // blob i ends in the number first+i
+	digests []string // of blobs first ... first+n-1
 }
 
-func newBigBlobs(n int, size int64) (*bigBlobs, error) {
+func newBigBlobs(first, n int, size int64) (*bigBlobs, error) {
 	if size < 8 {
 		return nil, fmt.Errorf("blob size %d: at least 8 bytes", size)
 	}
-	b := &bigBlobs{body: make([]byte, size-8)}
+	b := &bigBlobs{body: make([]byte, size-8), first: first}
 	if _, err := io.ReadFull(rand.NewChaCha8(seed(0)), b.body); err != nil {
 		return nil, err
 	}
@@ -153,7 +155,7 @@ func newBigBlobs(n int, size int64) (*bigBlobs, error) {
 		if err := hi.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
 			return nil, err
 		}
-		hi.Write(suffix(i))
+		hi.Write(suffix(first + i))
 		b.digests = append(b.digests, "sha256:"+hex.EncodeToString(hi.Sum(nil)))
 	}
 	return b, nil
@@ -162,7 +164,7 @@ func newBigBlobs(n int, size int64) (*bigBlobs, error) {
 func suffix(i int) []byte { return binary.BigEndian.AppendUint64(nil, uint64(i)) }
 
 func (b *bigBlobs) reader(i int) io.Reader {
-	return io.MultiReader(bytes.NewReader(b.body), bytes.NewReader(suffix(i)))
+	return io.MultiReader(bytes.NewReader(b.body), bytes.NewReader(suffix(b.first+i)))
 }
 
 func (l *load) do(ctx context.Context, method, url string, body io.Reader, want int, hdr ...string) (*http.Response, error) {
