@@ -1,16 +1,17 @@
-// Command regfloor is bench/registry.sh's floor for a blob push: the
-// least any registry that verifies and durably stores a blob must do, and
-// nothing else. It answers the three requests of a docker-style push
-// (POST, streamed PATCH, PUT ?digest=) by reading the body, hashing it
-// with SHA-256, writing it to a file, and at the PUT comparing the digest,
+// Command regmin is bench/registry.sh's minimal registry for a blob
+// push: only what any registry that verifies and durably stores a blob
+// must do. It answers the three requests of a docker-style push (POST,
+// streamed PATCH, PUT ?digest=) by reading the body, hashing it with
+// SHA-256, writing it to a file, and at the PUT comparing the digest,
 // fsyncing the file and renaming it to its digest; no storage driver, no
-// upload state, no links, no checks of names or ranges.
+// upload state, no links, no checks of names or ranges, and no writing
+// behind (the disk starts on a blob at its fsync).
 //
-// A registry cannot push faster than this on the same machine, so the
-// bench's imgtool/floor ratio tells how much a server's own design still
-// costs, and floor/distribution how far any server could beat
-// distribution at all. It is a measuring instrument, not a registry:
-// never serve anything with it.
+// With the storage on tmpfs that is the floor of CPU per pushed byte, so
+// a server near it has nothing left to cut but copies and the hash; on a
+// disk a server that writes behind beats it, which shows what that is
+// worth. It is a measuring instrument, not a registry: never serve
+// anything with it.
 package main
 
 import (
@@ -34,7 +35,7 @@ func main() {
 	dir := flag.String("dir", "", "directory to store blobs in")
 	flag.Parse()
 	if *dir == "" || !strings.HasPrefix(*addr, "127.0.0.1:") {
-		log.Fatal("regfloor needs -dir and a 127.0.0.1 -addr")
+		log.Fatal("regmin needs -dir and a 127.0.0.1 -addr")
 	}
 	s := &server{dir: *dir, uploads: map[string]hash.Hash{}}
 	log.Fatal(http.ListenAndServe(*addr, s))
@@ -58,7 +59,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/upload/"):
 		err = s.put(w, r, strings.TrimPrefix(r.URL.Path, "/upload/"))
 	default:
-		http.Error(w, "regfloor only takes a push", http.StatusNotFound)
+		http.Error(w, "regmin only takes a push", http.StatusNotFound)
 		return
 	}
 	if err != nil {
@@ -164,7 +165,7 @@ func store(f *os.File, h hash.Hash, body io.Reader) error {
 const bufSize = 32 << 10
 
 // path is where upload id, or a blob by its hex digest, lives: both are
-// names regfloor made or checked, so nothing leaves dir.
+// names regmin made or checked, so nothing leaves dir.
 func (s *server) path(name string) string {
 	if !isName(name) {
 		name = "invalid"
