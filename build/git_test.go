@@ -16,22 +16,6 @@ import (
 	"github.com/imgtool/imgtool/internal/testgit"
 )
 
-// gitIn runs git in dir with a fixed identity and date, so that the
-// test repositories have the same commits on every run.
-func gitIn(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t",
-		"GIT_COMMITTER_EMAIL=t@example.com", "GIT_AUTHOR_DATE=2021-01-02T03:04:05Z", "GIT_COMMITTER_DATE=2021-01-02T03:04:05Z",
-		"GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s (the tests need git)", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // testRepos are bare repositories under one directory, as a git server
 // serves them: repo.git (tag v1, then main one commit later, with
 // lib.git as a submodule at lib) and lib.git.
@@ -48,16 +32,16 @@ func makeRepos(t *testing.T) *testRepos {
 	base := t.TempDir()
 	r.libDir = filepath.Join(base, "lib")
 	os.MkdirAll(r.libDir, 0o755)
-	gitIn(t, r.libDir, "init", "-q", "-b", "main")
+	testgit.Run(t, r.libDir, "init", "-q", "-b", "main")
 	mustWrite(t, filepath.Join(r.libDir, "libfile"), "from the submodule\n")
-	gitIn(t, r.libDir, "add", ".")
-	gitIn(t, r.libDir, "commit", "-q", "-m", "lib")
-	r.lib = gitIn(t, r.libDir, "rev-parse", "HEAD")
-	gitIn(t, base, "clone", "-q", "--bare", r.libDir, filepath.Join(r.dir, "lib.git"))
+	testgit.Run(t, r.libDir, "add", ".")
+	testgit.Run(t, r.libDir, "commit", "-q", "-m", "lib")
+	r.lib = testgit.Run(t, r.libDir, "rev-parse", "HEAD")
+	testgit.Run(t, base, "clone", "-q", "--bare", r.libDir, filepath.Join(r.dir, "lib.git"))
 
 	r.work = filepath.Join(base, "repo")
 	os.MkdirAll(r.work, 0o755)
-	gitIn(t, r.work, "init", "-q", "-b", "main")
+	testgit.Run(t, r.work, "init", "-q", "-b", "main")
 	mustWrite(t, filepath.Join(r.work, "README"), "version 1\n")
 	mustWrite(t, filepath.Join(r.work, "bin/tool.sh"), "#!/bin/sh\necho tool\n")
 	os.Chmod(filepath.Join(r.work, "bin/tool.sh"), 0o755)
@@ -65,13 +49,13 @@ func makeRepos(t *testing.T) *testRepos {
 	mustWrite(t, filepath.Join(r.work, "app/hello.txt"), "hello from app\n")
 	os.Symlink("/etc/shadow", filepath.Join(r.work, "escape"))
 	mustWrite(t, filepath.Join(r.work, ".gitmodules"), "[submodule \"lib\"]\n\tpath = lib\n\turl = ../lib.git\n")
-	gitIn(t, r.work, "add", ".")
-	gitIn(t, r.work, "update-index", "--add", "--cacheinfo", "160000,"+r.lib+",lib")
-	gitIn(t, r.work, "commit", "-q", "-m", "one")
-	gitIn(t, r.work, "tag", "-a", "-m", "release 1", "v1")
-	r.v1 = gitIn(t, r.work, "rev-parse", "HEAD")
+	testgit.Run(t, r.work, "add", ".")
+	testgit.Run(t, r.work, "update-index", "--add", "--cacheinfo", "160000,"+r.lib+",lib")
+	testgit.Run(t, r.work, "commit", "-q", "-m", "one")
+	testgit.Run(t, r.work, "tag", "-a", "-m", "release 1", "v1")
+	r.v1 = testgit.Run(t, r.work, "rev-parse", "HEAD")
 	r.main = r.commit(t, "version 2\n")
-	gitIn(t, base, "clone", "-q", "--bare", r.work, filepath.Join(r.dir, "repo.git"))
+	testgit.Run(t, base, "clone", "-q", "--bare", r.work, filepath.Join(r.dir, "repo.git"))
 	return r
 }
 
@@ -80,13 +64,13 @@ func makeRepos(t *testing.T) *testRepos {
 func (r *testRepos) commit(t *testing.T, readme string) string {
 	t.Helper()
 	mustWrite(t, filepath.Join(r.work, "README"), readme)
-	gitIn(t, r.work, "commit", "-q", "-am", readme)
-	return gitIn(t, r.work, "rev-parse", "HEAD")
+	testgit.Run(t, r.work, "commit", "-q", "-am", readme)
+	return testgit.Run(t, r.work, "rev-parse", "HEAD")
 }
 
 func (r *testRepos) push(t *testing.T) {
 	t.Helper()
-	gitIn(t, r.work, "push", "-q", filepath.Join(r.dir, "repo.git"), "main")
+	testgit.Run(t, r.work, "push", "-q", filepath.Join(r.dir, "repo.git"), "main")
 }
 
 // serveSmartHTTP serves the repositories through git http-backend (git's
@@ -108,7 +92,7 @@ func serveSmartHTTP(t *testing.T, dir string) string {
 func serveDumbHTTP(t *testing.T, dir string) string {
 	t.Helper()
 	for _, repo := range []string{"repo.git", "lib.git"} {
-		gitIn(t, filepath.Join(dir, repo), "update-server-info")
+		testgit.Run(t, filepath.Join(dir, repo), "update-server-info")
 	}
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	t.Cleanup(srv.Close)

@@ -1,12 +1,10 @@
 package unpack_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -310,30 +308,12 @@ func TestCacheBootRaceProcesses(t *testing.T) {
 	first := rootfsOnce(t, openBoot(t, dir, boot("A")), b, layers...)
 	lose(t, filepath.Join(first.Dir, "l2/f299"))
 	const n = 3
-	outs := make([]bytes.Buffer, n)
-	var cmds []*exec.Cmd
-	for i := range n {
-		cmd := newHelper(t, "^TestCacheBootRaceProcesses$", helperEnv+"="+dir)
-		cmd.Stdout = &outs[i]
-		must(t, cmd.Start())
-		cmds = append(cmds, cmd)
-	}
 	applied := 0
-	for i, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("helper %d: %v\n%s", i, err, outs[i].String())
+	for i, r := range raceProcesses(t, n, "^TestCacheBootRaceProcesses$", helperEnv+"="+dir) {
+		if r.leased != first.Dir {
+			t.Errorf("helper %d leased %q, want %s", i, r.leased, first.Dir)
 		}
-		var got int
-		var leased string
-		for _, line := range strings.Split(outs[i].String(), "\n") {
-			if _, err := fmt.Sscanf(line, "APPLIED %d %s", &got, &leased); err == nil {
-				break
-			}
-		}
-		if leased != first.Dir {
-			t.Errorf("helper %d leased %q, want %s:\n%s", i, leased, first.Dir, outs[i].String())
-		}
-		applied += got
+		applied += r.applied
 	}
 	if applied != 900 {
 		t.Errorf("%d processes applied %d entries between them, want the 900 of the three layers once", n, applied)

@@ -297,31 +297,10 @@ func TestCacheConcurrentProcesses(t *testing.T) {
 	dir := cacheDir(t)
 	openCache(t, dir, unpack.Options{})
 	const n = 3
-	outs := make([]bytes.Buffer, n)
-	var cmds []*exec.Cmd
-	for i := range n {
-		cmd := newHelper(t, "^TestCacheConcurrentProcesses$", helperEnv+"="+dir)
-		cmd.Stdout = &outs[i]
-		must(t, cmd.Start())
-		cmds = append(cmds, cmd)
-	}
 	applied, dirs := 0, map[string]bool{}
-	for i, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("helper %d: %v\n%s", i, err, outs[i].String())
-		}
-		var got int
-		var leased string
-		for _, line := range strings.Split(outs[i].String(), "\n") {
-			if _, err := fmt.Sscanf(line, "APPLIED %d %s", &got, &leased); err == nil {
-				break
-			}
-		}
-		if leased == "" {
-			t.Fatalf("helper %d printed no lease:\n%s", i, outs[i].String())
-		}
-		applied += got
-		dirs[leased] = true
+	for _, r := range raceProcesses(t, n, "^TestCacheConcurrentProcesses$", helperEnv+"="+dir) {
+		applied += r.applied
+		dirs[r.leased] = true
 	}
 	if applied != entries {
 		t.Errorf("%d processes applied %d entries between them, want each layer's %d once", n, applied, entries)
@@ -329,6 +308,41 @@ func TestCacheConcurrentProcesses(t *testing.T) {
 	if len(dirs) != 1 {
 		t.Errorf("the processes leased different trees: %v", dirs)
 	}
+}
+
+// raced is what one helper process of raceProcesses reported.
+type raced struct {
+	applied int    // entries it applied
+	leased  string // the tree it leased
+}
+
+// raceProcesses starts n processes of this test binary running test
+// with env, at once, and returns what each printed on its "APPLIED
+// <entries> <tree>" line; a helper that fails or prints none fails t.
+func raceProcesses(t *testing.T, n int, test string, env ...string) []raced {
+	t.Helper()
+	outs := make([]bytes.Buffer, n)
+	cmds := make([]*exec.Cmd, n)
+	for i := range n {
+		cmds[i] = newHelper(t, test, env...)
+		cmds[i].Stdout = &outs[i]
+		must(t, cmds[i].Start())
+	}
+	got := make([]raced, n)
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("helper %d: %v\n%s", i, err, outs[i].String())
+		}
+		for _, line := range strings.Split(outs[i].String(), "\n") {
+			if _, err := fmt.Sscanf(line, "APPLIED %d %s", &got[i].applied, &got[i].leased); err == nil {
+				break
+			}
+		}
+		if got[i].leased == "" {
+			t.Fatalf("helper %d printed no lease:\n%s", i, outs[i].String())
+		}
+	}
+	return got
 }
 
 // TestCacheLimits: Options.Limits bound each layer a Rootfs applies.

@@ -10,21 +10,6 @@ import (
 	"github.com/imgtool/imgtool/internal/testgit"
 )
 
-// gitRun runs git in dir with a fixed identity and date.
-func gitRun(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t",
-		"GIT_COMMITTER_EMAIL=t@example.com", "GIT_AUTHOR_DATE=2021-01-02T03:04:05Z", "GIT_COMMITTER_DATE=2021-01-02T03:04:05Z",
-		"GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s (the tests need git)", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // TestBuildGit: imgtool build takes a git repository as its context
 // (git:// and file://, a subdirectory, -f inside it), whose Dockerfile
 // ADDs another ref of a repository and extracts an xz tarball, as root
@@ -60,13 +45,13 @@ func testBuildGit(t *testing.T, uid int) {
 		t.Fatalf("tar -J (the tests need xz-utils): %v\n%s", err, out)
 	}
 	os.RemoveAll(filepath.Join(work, "app/bundle"))
-	gitRun(t, work, "init", "-q", "-b", "main")
-	gitRun(t, work, "add", ".")
-	gitRun(t, work, "commit", "-q", "-m", "one")
-	gitRun(t, work, "tag", "v1")
+	testgit.Run(t, work, "init", "-q", "-b", "main")
+	testgit.Run(t, work, "add", ".")
+	testgit.Run(t, work, "commit", "-q", "-m", "one")
+	testgit.Run(t, work, "tag", "v1")
 	writeContext(t, work, map[string]string{"README": "main\n"})
-	gitRun(t, work, "commit", "-q", "-am", "two")
-	gitRun(t, base, "clone", "-q", "--bare", work, filepath.Join(served, "repo.git"))
+	testgit.Run(t, work, "commit", "-q", "-am", "two")
+	testgit.Run(t, base, "clone", "-q", "--bare", work, filepath.Join(served, "repo.git"))
 
 	chownTree(t, base, uid)
 	if uid != 0 {

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imgtool/imgtool/internal/testgit"
 )
 
 // privateGitServer serves the bare repositories under dir with git
@@ -66,19 +68,19 @@ func testBuildGitAuth(t *testing.T, uid int) {
 
 	// lib.git, which the Dockerfile ADDs, and app.git, the context.
 	lib := writeContext(t, filepath.Join(base, "lib"), map[string]string{"libfile": "from the private lib\n"})
-	gitRun(t, lib, "init", "-q", "-b", "main")
-	gitRun(t, lib, "add", ".")
-	gitRun(t, lib, "commit", "-q", "-m", "lib")
-	gitRun(t, lib, "tag", "v1")
+	testgit.Run(t, lib, "init", "-q", "-b", "main")
+	testgit.Run(t, lib, "add", ".")
+	testgit.Run(t, lib, "commit", "-q", "-m", "lib")
+	testgit.Run(t, lib, "tag", "v1")
 	app := writeContext(t, filepath.Join(base, "app"), map[string]string{
 		"Dockerfile": "FROM base:1\nCOPY hello.txt /hello.txt\nADD " + url + "/lib.git#v1 /lib\n",
 		"hello.txt":  "hello from the private app\n",
 	})
-	gitRun(t, app, "init", "-q", "-b", "main")
-	gitRun(t, app, "add", ".")
-	gitRun(t, app, "commit", "-q", "-m", "app")
+	testgit.Run(t, app, "init", "-q", "-b", "main")
+	testgit.Run(t, app, "add", ".")
+	testgit.Run(t, app, "commit", "-q", "-m", "app")
 	for _, r := range []string{"lib", "app"} {
-		gitRun(t, base, "clone", "-q", "--bare", filepath.Join(base, r), filepath.Join(served, r+".git"))
+		testgit.Run(t, base, "clone", "-q", "--bare", filepath.Join(base, r), filepath.Join(served, r+".git"))
 	}
 
 	// A git first on PATH that logs its arguments: imgtool must not put
